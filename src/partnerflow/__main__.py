@@ -1,0 +1,3 @@
+from partnerflow.cli import main
+
+main()

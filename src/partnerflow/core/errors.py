@@ -1,0 +1,40 @@
+"""Domain errors. Entry points map them to HTTP 4xx / CLI exit codes with their message."""
+
+from __future__ import annotations
+
+
+class PartnerflowError(Exception):
+    """Base of every error we raise on purpose; `code` is a stable machine-readable reason."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"error": self.code, "reason": self.message}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+class InvalidInput(PartnerflowError):
+    code = "invalid_input"
+
+
+class NotFound(PartnerflowError):
+    code = "not_found"
+
+
+class Conflict(PartnerflowError):
+    code = "conflict"
+
+
+class Forbidden(PartnerflowError):
+    code = "forbidden"
+
+
+class InvalidTransition(PartnerflowError):
+    code = "invalid_transition"

@@ -1,0 +1,98 @@
+"""Partner use cases: apply / create, move through the lifecycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from partnerflow.core.clock import Clock
+from partnerflow.core.errors import Conflict, InvalidInput, NotFound
+from partnerflow.core.ids import PartnerId, ProgramId
+from partnerflow.partners.model import Partner, PartnerStatus
+from partnerflow.partners.ports import PartnersUnitOfWork
+from partnerflow.partners.rules import check_email, check_social, check_transition
+from partnerflow.programs.rules import check_http_url
+
+
+@dataclass(frozen=True)
+class CreatePartner:
+    program_id: ProgramId
+    name: str
+    email: str
+    status: str = PartnerStatus.APPLIED.value
+    website: str | None = None
+    country: str | None = None
+    social: dict[str, str] = field(default_factory=dict)
+
+
+def create_partner(
+    uow: PartnersUnitOfWork, clock: Clock, cmd: CreatePartner, actor: str
+) -> Partner:
+    name = cmd.name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("name must be 1-200 characters", field="name")
+    try:
+        status = PartnerStatus(cmd.status)
+    except ValueError:
+        allowed = ", ".join(s.value for s in PartnerStatus)
+        raise InvalidInput(f"status must be one of {allowed}", field="status") from None
+    country = cmd.country.strip().upper() if cmd.country else None
+    if country is not None and (
+        len(country) != 2 or not country.isalpha() or not country.isascii()
+    ):
+        raise InvalidInput("country must be an ISO 3166 alpha-2 code", field="country")
+    partner = Partner(
+        id=PartnerId(0),
+        program_id=cmd.program_id,
+        name=name,
+        email=check_email(cmd.email),
+        status=status,
+        created_at=clock.now(),
+        website=check_http_url(cmd.website, field="website") if cmd.website else None,
+        country=country,
+        social=check_social(cmd.social),
+    )
+    with uow:
+        if uow.programs.get(cmd.program_id) is None:
+            raise NotFound(f"program {cmd.program_id} not found", field="program_id")
+        if uow.partners.by_email(cmd.program_id, partner.email) is not None:
+            raise Conflict(f"{partner.email} is already a partner of this program", field="email")
+        stored = uow.partners.add(partner)
+        uow.audit.record(
+            actor=actor,
+            action="partner.created",
+            entity_type="partner",
+            entity_id=str(stored.id),
+            detail={"status": stored.status.value, "email": stored.email},
+        )
+    return stored
+
+
+def change_status(
+    uow: PartnersUnitOfWork, partner_id: PartnerId, target: str, actor: str, reason: str = ""
+) -> Partner:
+    try:
+        new_status = PartnerStatus(target)
+    except ValueError:
+        raise InvalidInput(f"unknown partner status {target[:32]!r}", field="status") from None
+    with uow:
+        partner = uow.partners.get(partner_id)
+        if partner is None:
+            raise NotFound(f"partner {partner_id} not found", field="partner")
+        check_transition(partner.status, new_status)
+        uow.partners.set_status(partner_id, new_status)
+        uow.audit.record(
+            actor=actor,
+            action="partner.status_changed",
+            entity_type="partner",
+            entity_id=str(partner_id),
+            detail={"from": partner.status.value, "to": new_status.value, "reason": reason},
+        )
+    return replace(partner, status=new_status)
+
+
+def get_partner(uow: PartnersUnitOfWork, partner_id: PartnerId) -> Partner:
+    with uow:
+        partner = uow.partners.get(partner_id)
+    if partner is None:
+        raise NotFound(f"partner {partner_id} not found", field="partner")
+    return partner

@@ -1,0 +1,258 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations are checked against it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both engines. SQLite has no time zones: values are stored as
+    naive UTC text ('YYYY-MM-DD HH:MM:SS.ffffff', what the hot-path writer also writes) and
+    come back tagged UTC; PostgreSQL stores timestamptz."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _ts(name: str, **kw: Any) -> Column[datetime]:
+    return Column(name, UtcDateTime(), **kw)
+
+
+programs = Table(
+    "programs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("brand", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("cookie_window_days", Integer, nullable=False),
+    Column("attribution_model", String(32), nullable=False),
+    Column("lock_period_days", Integer, nullable=False),
+    Column("postback_token", String(64), nullable=False, unique=True),
+    Column("fallback_url", Text),
+    _ts("created_at", nullable=False),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("landing_url", Text, nullable=False),
+    Column("allowed_domains", JSON, nullable=False),
+    Column("commission_plan", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("fallback_url", Text),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("program_id", "name", name="uq_offers_program_name"),
+)
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("website", Text),
+    Column("country", String(2)),
+    Column("social", JSON, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("status_changed_at", nullable=False),
+    UniqueConstraint("program_id", "email", name="uq_partners_program_email"),
+)
+
+tracking_links = Table(
+    "tracking_links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False, index=True),
+    Column("offer_id", Integer, ForeignKey("offers.id"), nullable=False, index=True),
+    Column("sub_ids", JSON, nullable=False),
+    _ts("created_at", nullable=False),
+)
+
+coupon_codes = Table(
+    "coupon_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False, index=True),
+    Column("offer_id", Integer, ForeignKey("offers.id"), nullable=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("program_id", "code", name="uq_coupon_codes_program_code"),
+)
+
+# Events. Written in batches by the tracker's group-commit writer, without the ORM. They
+# carry their program/partner/offer ids denormalised so reports never join on the hot tables,
+# and no foreign keys, so an event is never refused once acknowledged.
+clicks = Table(
+    "clicks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    _ts("created_at", nullable=False),
+    Column("program_id", Integer, nullable=False),
+    Column("offer_id", Integer, nullable=False),
+    Column("partner_id", Integer, nullable=False),
+    Column("link_id", Integer, nullable=False),
+    Column("ip", String(45)),
+    Column("user_agent", Text),
+    Column("referrer", Text),
+    Column("sub1", String(255)),
+    Column("sub2", String(255)),
+    Column("sub3", String(255)),
+    Column("sub4", String(255)),
+    Column("sub5", String(255)),
+    Column("country", String(2)),
+    Column("device", String(16)),
+    Column("os", String(64)),
+    Column("browser", String(64)),
+    Column("is_unique", Boolean, nullable=False),
+    Column("is_bot", Boolean, nullable=False),
+    Column("is_qr", Boolean, nullable=False, default=False),
+    Column("fraud_score", SmallInteger, nullable=False, default=0),
+    Column("flags", Text),
+    Index("ix_clicks_program_created", "program_id", "created_at"),
+    Index("ix_clicks_partner_created", "partner_id", "created_at"),
+)
+
+impressions = Table(
+    "impressions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    _ts("created_at", nullable=False),
+    Column("program_id", Integer, nullable=False),
+    Column("offer_id", Integer, nullable=False),
+    Column("partner_id", Integer, nullable=False),
+    Column("link_id", Integer, nullable=False),
+    Column("ip", String(45)),
+    Column("user_agent", Text),
+    Column("is_bot", Boolean, nullable=False),
+    Index("ix_impressions_program_created", "program_id", "created_at"),
+)
+
+conversions = Table(
+    "conversions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _ts("created_at", nullable=False),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("offer_id", Integer),
+    Column("partner_id", Integer),
+    Column("click_id", String(32)),
+    Column("order_id", String(128), nullable=False),
+    Column("event_type", String(16), nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attributed_by", String(16), nullable=False),
+    Column("customer_id", String(128)),
+    Column("coupon_code", String(64)),
+    Column("is_flagged", Boolean, nullable=False, default=False),
+    Column("flags", Text),
+    UniqueConstraint("program_id", "order_id", name="uq_conversions_program_order"),
+    Index("ix_conversions_program_created", "program_id", "created_at"),
+    Index("ix_conversions_partner_created", "partner_id", "created_at"),
+    Index("ix_conversions_click", "click_id"),
+)
+
+# Append-only. An entry moves `amount_micros` (signed) into or out of one bucket of a
+# partner's balance; an approval is two rows (-pending, +approved) sharing a txn_id.
+commission_entries = Table(
+    "commission_entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("txn_id", String(32), nullable=False, index=True),
+    _ts("created_at", nullable=False),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False),
+    Column("conversion_id", Integer, ForeignKey("conversions.id")),
+    Column("kind", String(16), nullable=False),
+    Column("bucket", String(16), nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("author", String(200), nullable=False),
+    CheckConstraint("bucket IN ('pending', 'approved', 'paid')", name="bucket"),
+    Index("ix_commission_entries_partner", "partner_id", "bucket"),
+    Index("ix_commission_entries_conversion", "conversion_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id")),
+    Column("is_active", Boolean, nullable=False, default=True),
+    _ts("created_at", nullable=False),
+    CheckConstraint("role IN ('admin', 'manager', 'partner')", name="role"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _ts("at", nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_audit_log_entity", "entity_type", "entity_id"),
+)

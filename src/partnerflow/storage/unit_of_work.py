@@ -1,0 +1,80 @@
+"""One database transaction with every repository bound to it.
+
+`with uow:` begins; leaving the block normally commits, an exception rolls back, so a use
+case that raises leaves nothing half-written. Satisfies each capability's UnitOfWork port.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Connection, Engine
+
+from partnerflow.core.clock import Clock
+from partnerflow.storage.audit import SqlAudit
+from partnerflow.storage.catalog import SqlCoupons, SqlLinks, SqlOffers, SqlPartners, SqlPrograms
+from partnerflow.storage.events import SqlClicks, SqlConversions
+from partnerflow.storage.ledger import SqlLedger
+
+
+class SqlUnitOfWork:
+    programs: SqlPrograms
+    offers: SqlOffers
+    partners: SqlPartners
+    links: SqlLinks
+    coupons: SqlCoupons
+    clicks: SqlClicks
+    conversions: SqlConversions
+    ledger: SqlLedger
+    audit: SqlAudit
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._conn: Connection | None = None
+        self._depth = 0
+
+    def __enter__(self) -> Self:
+        # Re-entrant: a use case may call another inside the same transaction.
+        self._depth += 1
+        if self._depth > 1:
+            return self
+        conn = self.engine.connect()
+        conn.begin()
+        self._conn = conn
+        self.programs = SqlPrograms(conn)
+        self.offers = SqlOffers(conn)
+        self.partners = SqlPartners(conn, self.clock.now)
+        self.links = SqlLinks(conn)
+        self.coupons = SqlCoupons(conn)
+        self.clicks = SqlClicks(conn)
+        self.conversions = SqlConversions(conn)
+        self.ledger = SqlLedger(conn)
+        self.audit = SqlAudit(conn, self.clock.now)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        conn, self._conn = self._conn, None
+        assert conn is not None
+        try:
+            if exc_type is None:
+                conn.commit()
+            else:
+                conn.rollback()
+        finally:
+            conn.close()
+
+    @property
+    def connection(self) -> Connection:
+        if self._conn is None:
+            raise RuntimeError("use the unit of work inside 'with uow:'")
+        return self._conn

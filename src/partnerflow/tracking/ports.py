@@ -1,0 +1,63 @@
+"""What the tracking capability needs from storage."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from partnerflow.commissions.model import LedgerEntry
+from partnerflow.core.audit import AuditLog
+from partnerflow.core.ids import ClickId, PartnerId, ProgramId
+from partnerflow.partners.ports import PartnerRepository
+from partnerflow.programs.ports import OfferRepository, ProgramRepository
+from partnerflow.tracking.model import Click, Conversion, Coupon, TrackingLink
+
+
+class LinkRepository(Protocol):
+    def add(self, link: TrackingLink) -> TrackingLink: ...
+    def by_code(self, code: str) -> TrackingLink | None: ...
+    def list(
+        self, program_id: ProgramId | None = None, partner_id: PartnerId | None = None
+    ) -> list[TrackingLink]: ...
+
+
+class CouponRepository(Protocol):
+    def add(self, coupon: Coupon) -> Coupon: ...
+    def by_code(self, program_id: ProgramId, code: str) -> Coupon | None: ...
+    def list(
+        self, program_id: ProgramId | None = None, partner_id: PartnerId | None = None
+    ) -> list[Coupon]: ...
+
+
+class ClickRepository(Protocol):
+    def get(self, click_id: ClickId) -> Click | None: ...
+
+
+class ConversionRepository(Protocol):
+    def by_order(self, program_id: ProgramId, order_id: str) -> Conversion | None: ...
+    def add(self, conversion: Conversion) -> Conversion: ...
+
+
+class LedgerRepository(Protocol):
+    def append(self, entries: list[LedgerEntry], txn_id: str) -> None: ...
+    def for_partner(self, partner_id: PartnerId) -> list[LedgerEntry]: ...
+
+
+class TrackingUnitOfWork(Protocol):
+    programs: ProgramRepository
+    offers: OfferRepository
+    partners: PartnerRepository
+    links: LinkRepository
+    coupons: CouponRepository
+    clicks: ClickRepository
+    conversions: ConversionRepository
+    ledger: LedgerRepository
+    audit: AuditLog
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

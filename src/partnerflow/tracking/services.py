@@ -1,0 +1,262 @@
+"""Tracking use cases on the admin side (links, coupons) and conversion recording.
+
+`record_conversion` is the whole postback rule in one transaction: find the program by its
+postback token, attribute (click id, then coupon), refuse duplicates by order id, compute
+the commission from the offer's plan and append the pending ledger entry.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from partnerflow.commissions.model import EntryKind, LedgerBucket, LedgerEntry
+from partnerflow.commissions.rules import commission_for, describe_plan, parse_plan
+from partnerflow.core.clock import Clock
+from partnerflow.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from partnerflow.core.ids import (
+    ClickId,
+    ConversionId,
+    CouponId,
+    LinkId,
+    OfferId,
+    PartnerId,
+    is_click_id,
+)
+from partnerflow.core.money import Money, check_currency, parse_amount
+from partnerflow.partners.rules import EARNING_STATUSES
+from partnerflow.tracking.model import (
+    SUB_ID_KEYS,
+    AttributedBy,
+    Conversion,
+    ConversionStatus,
+    Coupon,
+    EventType,
+    TrackingLink,
+)
+from partnerflow.tracking.ports import TrackingUnitOfWork
+from partnerflow.tracking.rules import (
+    check_coupon_code,
+    check_link_code,
+    check_order_id,
+    check_sub_id,
+)
+
+
+@dataclass(frozen=True)
+class CreateLink:
+    partner_id: PartnerId
+    offer_id: OfferId
+    code: str | None = None
+    sub_ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CreateCoupon:
+    partner_id: PartnerId
+    offer_id: OfferId
+    code: str
+
+
+def create_link(uow: TrackingUnitOfWork, clock: Clock, cmd: CreateLink, actor: str) -> TrackingLink:
+    code = check_link_code(cmd.code) if cmd.code else secrets.token_urlsafe(6)
+    for key, value in cmd.sub_ids.items():
+        if key not in SUB_ID_KEYS:
+            raise InvalidInput(f"unknown sub-id {key[:16]!r} (use sub1..sub5)", field="sub_ids")
+        check_sub_id(key, value)
+    with uow:
+        partner = uow.partners.get(cmd.partner_id)
+        offer = uow.offers.get(cmd.offer_id)
+        if partner is None:
+            raise NotFound(f"partner {cmd.partner_id} not found", field="partner_id")
+        if offer is None:
+            raise NotFound(f"offer {cmd.offer_id} not found", field="offer_id")
+        if partner.program_id != offer.program_id:
+            raise InvalidInput("partner and offer belong to different programs", field="offer_id")
+        if uow.links.by_code(code) is not None:
+            raise Conflict(f"link code {code!r} is taken", field="code")
+        link = uow.links.add(
+            TrackingLink(
+                id=LinkId(0),
+                code=code,
+                program_id=offer.program_id,
+                partner_id=partner.id,
+                offer_id=offer.id,
+                created_at=clock.now(),
+                sub_ids=dict(cmd.sub_ids),
+            )
+        )
+        uow.audit.record(
+            actor=actor,
+            action="link.created",
+            entity_type="link",
+            entity_id=str(link.id),
+            detail={"code": code, "partner_id": partner.id, "offer_id": offer.id},
+        )
+    return link
+
+
+def create_coupon(uow: TrackingUnitOfWork, clock: Clock, cmd: CreateCoupon, actor: str) -> Coupon:
+    code = check_coupon_code(cmd.code)
+    with uow:
+        partner = uow.partners.get(cmd.partner_id)
+        offer = uow.offers.get(cmd.offer_id)
+        if partner is None:
+            raise NotFound(f"partner {cmd.partner_id} not found", field="partner_id")
+        if offer is None:
+            raise NotFound(f"offer {cmd.offer_id} not found", field="offer_id")
+        if partner.program_id != offer.program_id:
+            raise InvalidInput("partner and offer belong to different programs", field="offer_id")
+        if uow.coupons.by_code(offer.program_id, code) is not None:
+            raise Conflict(f"coupon {code!r} exists in this program", field="code")
+        coupon = uow.coupons.add(
+            Coupon(
+                id=CouponId(0),
+                code=code,
+                program_id=offer.program_id,
+                partner_id=partner.id,
+                offer_id=offer.id,
+                created_at=clock.now(),
+            )
+        )
+        uow.audit.record(
+            actor=actor,
+            action="coupon.created",
+            entity_type="coupon",
+            entity_id=str(coupon.id),
+            detail={"code": code, "partner_id": partner.id, "offer_id": offer.id},
+        )
+    return coupon
+
+
+@dataclass(frozen=True)
+class RecordConversion:
+    token: str
+    order_id: str
+    amount: str | None = None
+    currency: str | None = None
+    click_id: str | None = None
+    coupon: str | None = None
+    customer_id: str | None = None
+    event_type: str = EventType.SALE.value
+
+
+@dataclass(frozen=True)
+class ConversionRecorded:
+    conversion: Conversion
+    duplicate: bool
+    commission: Money | None
+    explanation: str
+
+
+def record_conversion(
+    uow: TrackingUnitOfWork, clock: Clock, cmd: RecordConversion
+) -> ConversionRecorded:
+    if not cmd.token:
+        raise Forbidden("missing postback token", field="token")
+    order_id = check_order_id(cmd.order_id or "")
+    try:
+        event_type = EventType(cmd.event_type)
+    except ValueError:
+        raise InvalidInput(
+            "event_type must be one of sale, lead, signup, custom", field="event_type"
+        ) from None
+    if cmd.click_id is not None and not is_click_id(cmd.click_id):
+        raise InvalidInput("click_id is malformed", field="click_id")
+    if cmd.customer_id is not None and not 0 < len(cmd.customer_id) <= 128:
+        raise InvalidInput("customer_id must be 1-128 characters", field="customer_id")
+    now = clock.now()
+    with uow:
+        program = uow.programs.by_token(cmd.token)
+        if program is None:
+            raise Forbidden("unknown postback token", field="token")
+        amount = parse_amount(cmd.amount if cmd.amount is not None else "0")
+        currency = check_currency(cmd.currency) if cmd.currency else program.currency
+        existing = uow.conversions.by_order(program.id, order_id)
+        if existing is not None:
+            return ConversionRecorded(existing, True, None, "duplicate order id: already recorded")
+
+        offer_id: OfferId | None = None
+        partner_id: PartnerId | None = None
+        click_id: ClickId | None = None
+        attributed_by = AttributedBy.NONE
+        notes: list[str] = []
+        if cmd.click_id:
+            click = uow.clicks.get(ClickId(cmd.click_id))
+            window = timedelta(days=program.cookie_window_days)
+            if click is None or click.program_id != program.id:
+                notes.append("click id not found in this program")
+            elif now - click.created_at > window:
+                notes.append(f"click older than the {program.cookie_window_days}-day window")
+            else:
+                offer_id, partner_id, click_id = click.offer_id, click.partner_id, click.id
+                attributed_by = AttributedBy.CLICK_ID
+                notes.append(f"click {click.id} at {click.created_at.isoformat()}")
+        coupon_code = check_coupon_code(cmd.coupon) if cmd.coupon else None
+        if coupon_code and attributed_by is AttributedBy.NONE:
+            coupon = uow.coupons.by_code(program.id, coupon_code)
+            if coupon is None:
+                notes.append(f"coupon {coupon_code} unknown")
+            else:
+                offer_id, partner_id = coupon.offer_id, coupon.partner_id
+                attributed_by = AttributedBy.COUPON
+                notes.append(f"coupon {coupon_code}")
+
+        commission: Money | None = None
+        status = ConversionStatus.PENDING
+        if partner_id is not None and offer_id is not None:
+            partner = uow.partners.get(partner_id)
+            offer = uow.offers.get(offer_id)
+            if partner is None or offer is None or partner.status not in EARNING_STATUSES:
+                status = ConversionStatus.REJECTED
+                notes.append("partner is not approved or active: no commission")
+            else:
+                plan = parse_plan(offer.commission_plan, program.currency)
+                result = commission_for(plan, event_type.value, Money(amount, currency))
+                if result is None:
+                    notes.append(f"{describe_plan(plan)} does not pay for {event_type.value}")
+                else:
+                    commission = result.amount
+                    notes.append(f"{describe_plan(plan)}: {result.explanation}")
+        else:
+            notes.append("not attributed to a partner")
+
+        conversion = uow.conversions.add(
+            Conversion(
+                id=ConversionId(0),
+                program_id=program.id,
+                offer_id=offer_id,
+                partner_id=partner_id,
+                order_id=order_id,
+                event_type=event_type,
+                amount=amount,
+                currency=currency,
+                status=status,
+                attributed_by=attributed_by,
+                created_at=now,
+                click_id=click_id,
+                customer_id=cmd.customer_id,
+                coupon_code=coupon_code,
+            )
+        )
+        explanation = "; ".join(notes)
+        if commission is not None and partner_id is not None:
+            uow.ledger.append(
+                [
+                    LedgerEntry(
+                        id=0,
+                        program_id=program.id,
+                        partner_id=partner_id,
+                        conversion_id=conversion.id,
+                        kind=EntryKind.COMMISSION,
+                        bucket=LedgerBucket.PENDING,
+                        amount=commission,
+                        reason=explanation,
+                        author="system:postback",
+                        created_at=now,
+                    )
+                ],
+                txn_id=secrets.token_hex(8),
+            )
+    return ConversionRecorded(conversion, False, commission, explanation)

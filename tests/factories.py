@@ -1,0 +1,88 @@
+"""Plain factory functions that build a small, valid program through the real use cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from partnerflow.bootstrap import Services
+from partnerflow.partners.model import Partner
+from partnerflow.partners.services import CreatePartner, create_partner
+from partnerflow.programs.model import Offer, Program
+from partnerflow.programs.services import CreateOffer, CreateProgram, create_offer, create_program
+from partnerflow.tracking.model import Coupon, TrackingLink
+from partnerflow.tracking.services import CreateCoupon, CreateLink, create_coupon, create_link
+
+
+def make_program(svc: Services, slug: str = "acme", currency: str = "EUR", **kw: Any) -> Program:
+    cmd = CreateProgram(
+        slug=slug, name=f"{slug} program", brand=slug.title(), currency=currency, **kw
+    )
+    return create_program(svc.uow(), svc.clock, cmd, actor="test")
+
+
+def make_offer(
+    svc: Services,
+    program: Program,
+    name: str = "Shop",
+    plan: dict[str, str] | None = None,
+    landing_url: str = "https://shop.example.com/landing",
+    **kw: Any,
+) -> Offer:
+    cmd = CreateOffer(
+        program_id=program.id,
+        name=name,
+        landing_url=landing_url,
+        commission_plan=plan or {"type": "cps", "percent": "10"},
+        **kw,
+    )
+    return create_offer(svc.uow(), svc.clock, cmd, actor="test")
+
+
+def make_partner(
+    svc: Services,
+    program: Program,
+    email: str = "ann@blog.example",
+    status: str = "active",
+    **kw: Any,
+) -> Partner:
+    cmd = CreatePartner(
+        program_id=program.id, name=email.split("@")[0].title(), email=email, status=status, **kw
+    )
+    return create_partner(svc.uow(), svc.clock, cmd, actor="test")
+
+
+def make_link(
+    svc: Services, partner: Partner, offer: Offer, code: str | None = None
+) -> TrackingLink:
+    return create_link(
+        svc.uow(),
+        svc.clock,
+        CreateLink(partner_id=partner.id, offer_id=offer.id, code=code),
+        actor="test",
+    )
+
+
+def make_coupon(svc: Services, partner: Partner, offer: Offer, code: str = "ANN10") -> Coupon:
+    return create_coupon(
+        svc.uow(),
+        svc.clock,
+        CreateCoupon(partner_id=partner.id, offer_id=offer.id, code=code),
+        actor="test",
+    )
+
+
+@dataclass
+class World:
+    program: Program
+    offer: Offer
+    partner: Partner
+    link: TrackingLink
+
+
+def make_world(svc: Services) -> World:
+    program = make_program(svc)
+    offer = make_offer(svc, program)
+    partner = make_partner(svc, program)
+    link = make_link(svc, partner, offer, code="ann-shop")
+    return World(program, offer, partner, link)
