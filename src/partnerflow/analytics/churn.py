@@ -1,0 +1,176 @@
+"""Churn: the period churn rate and the shifted-beta-geometric retention model.
+
+Churn rate (seed 004): customers lost in the period ÷ customers at its start. A customer is "at
+the start" when they were active (any purchase/event) in the `lookback_days` before the period
+starts, and "lost" when such a customer has no activity inside the period. A period with no
+customers at its start has no churn rate: the rate is None, never NaN or a misleading 0.
+
+sBG (Fader & Hardie 2007, "How to project customer retention"): each customer churns at the end
+of a period with a constant probability θ, θ ~ Beta(α, β) across customers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import optimize, special
+
+from partnerflow.analytics.clv import FitError
+from partnerflow.core.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class ChurnRate:
+    period_start: dt.date
+    period_end: dt.date
+    """Exclusive end of the period."""
+    customers_at_start: int
+    customers_lost: int
+
+    @property
+    def rate(self) -> float | None:
+        if self.customers_at_start == 0:
+            return None
+        return self.customers_lost / self.customers_at_start
+
+
+def churn_rate(
+    activity: Iterable[tuple[str, dt.date]],
+    *,
+    period_start: dt.date,
+    period_end: dt.date,
+    lookback_days: int,
+) -> ChurnRate:
+    """Churn over [period_start, period_end) from (customer_id, activity date) pairs."""
+    if period_end <= period_start:
+        raise InvalidInput("period_end must be after period_start", field="period_end")
+    if lookback_days < 1:
+        raise InvalidInput("lookback_days must be at least 1", field="lookback_days")
+    window_start = period_start - dt.timedelta(days=lookback_days)
+    at_start: set[str] = set()
+    active_in_period: set[str] = set()
+    for customer, day in activity:
+        if window_start <= day < period_start:
+            at_start.add(customer)
+        elif period_start <= day < period_end:
+            active_in_period.add(customer)
+    return ChurnRate(
+        period_start=period_start,
+        period_end=period_end,
+        customers_at_start=len(at_start),
+        customers_lost=len(at_start - active_in_period),
+    )
+
+
+def churn_by_cohort(
+    activity: Iterable[tuple[str, dt.date]],
+    cohort_of: Mapping[str, str],
+    *,
+    period_start: dt.date,
+    period_end: dt.date,
+    lookback_days: int,
+) -> dict[str, ChurnRate]:
+    """Churn per cohort (e.g. the partner that acquired each customer), keys sorted.
+
+    Customers missing from `cohort_of` are ignored: they belong to no partner cohort.
+    """
+    grouped: dict[str, list[tuple[str, dt.date]]] = {}
+    for customer, day in activity:
+        cohort = cohort_of.get(customer)
+        if cohort is not None:
+            grouped.setdefault(cohort, []).append((customer, day))
+    return {
+        cohort: churn_rate(
+            grouped[cohort],
+            period_start=period_start,
+            period_end=period_end,
+            lookback_days=lookback_days,
+        )
+        for cohort in sorted(grouped)
+    }
+
+
+# --------------------------------------------------------------------------- sBG
+
+
+@dataclass(frozen=True)
+class ShiftedBetaGeometric:
+    """Fitted sBG retention model for one cohort."""
+
+    alpha: float
+    beta: float
+    log_likelihood: float
+    cohort_size: int
+
+    def survival(self, periods: int) -> tuple[float, ...]:
+        """S(t) for t = 0..periods: S(t) = B(α, β+t) / B(α, β)."""
+        t = np.arange(periods + 1, dtype=np.float64)
+        s = np.exp(
+            special.betaln(self.alpha, self.beta + t) - special.betaln(self.alpha, self.beta)
+        )
+        return tuple(float(v) for v in s)
+
+    def retention(self, periods: int) -> tuple[float, ...]:
+        """r(t) = (β + t − 1) / (α + β + t − 1) for t = 1..periods (rises with t: sorting)."""
+        return tuple(
+            (self.beta + t - 1.0) / (self.alpha + self.beta + t - 1.0)
+            for t in range(1, periods + 1)
+        )
+
+    def expected_survivors(self, periods: int) -> tuple[float, ...]:
+        return tuple(self.cohort_size * s for s in self.survival(periods))
+
+
+def _sbg_loglik(alpha: float, beta: float, survivors: Sequence[int]) -> float:
+    n = np.asarray(survivors, dtype=np.float64)
+    t = np.arange(1, n.size, dtype=np.float64)
+    lost = n[:-1] - n[1:]
+    base = special.betaln(alpha, beta)
+    log_p = special.betaln(alpha + 1.0, beta + t - 1.0) - base  # P(T = t)
+    log_s = special.betaln(alpha, beta + t[-1]) - base  # S(last t): still alive, censored
+    return float(np.dot(lost, log_p) + n[-1] * log_s)
+
+
+def fit_sbg(survivors: Sequence[int]) -> ShiftedBetaGeometric:
+    """Fit α, β by maximum likelihood to survivors n_0, n_1, ..., n_k of one cohort."""
+    if len(survivors) < 3:
+        raise InvalidInput(
+            "sBG needs the cohort size and at least two later periods", field="survivors"
+        )
+    if any(int(v) != v or v < 0 for v in survivors):
+        raise InvalidInput("survivor counts must be non-negative integers", field="survivors")
+    if any(b > a for a, b in itertools.pairwise(survivors)):
+        raise InvalidInput("survivor counts cannot increase over time", field="survivors")
+    if survivors[0] == 0:
+        raise InvalidInput("the cohort is empty", field="survivors")
+    if survivors[-1] == survivors[0]:
+        raise InvalidInput("nobody churned: the churn distribution cannot be estimated")
+
+    def neg(theta: NDArray[np.float64]) -> float:
+        return -_sbg_loglik(math.exp(theta[0]), math.exp(theta[1]), survivors) / survivors[0]
+
+    with np.errstate(all="ignore"):
+        res = optimize.minimize(
+            neg,
+            np.zeros(2),
+            method="L-BFGS-B",
+            bounds=[(-18.0, 18.0)] * 2,
+            options={"ftol": 1e-14, "gtol": 1e-10},
+        )
+    if not (res.success and np.all(np.isfinite(res.x)) and np.isfinite(res.fun)):
+        raise FitError(f"sBG: the optimiser did not converge ({res.message})")
+    if np.any(np.abs(res.x) >= 18.0 - 1e-3):
+        raise FitError("sBG: a parameter ran off to 0 or infinity; the data cannot identify it")
+    alpha, beta = math.exp(float(res.x[0])), math.exp(float(res.x[1]))
+    return ShiftedBetaGeometric(
+        alpha=alpha,
+        beta=beta,
+        log_likelihood=-float(res.fun) * survivors[0],
+        cohort_size=int(survivors[0]),
+    )
