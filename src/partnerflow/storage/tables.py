@@ -203,10 +203,14 @@ conversions = Table(
     Column("coupon_code", String(64)),
     Column("is_flagged", Boolean, nullable=False, default=False),
     Column("flags", Text),
+    # Sum of refunds and chargebacks so far (a refund beyond the order is refused).
+    Column("refunded_micros", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("program_id", "order_id", name="uq_conversions_program_order"),
     Index("ix_conversions_program_created", "program_id", "created_at"),
     Index("ix_conversions_partner_created", "partner_id", "created_at"),
     Index("ix_conversions_click", "click_id"),
+    # Customer-id attribution: "the partner who brought this customer last".
+    Index("ix_conversions_customer", "program_id", "customer_id"),
 )
 
 # Append-only. An entry moves `amount_micros` (signed) into or out of one bucket of a

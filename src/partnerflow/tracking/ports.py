@@ -61,3 +61,16 @@ class TrackingUnitOfWork(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class Counters(Protocol):
+    """Short-lived counters shared by the tracker processes of one deployment (Redis) or
+    private to one process (in memory). Keys are opaque strings; windows are seconds."""
+
+    def seen_recently(self, key: str, window_s: int) -> bool:
+        """True when `key` was already seen within the window; marks it seen either way."""
+        ...
+
+    def incr(self, key: str, window_s: int) -> int:
+        """Add one to a counter that resets `window_s` after its first increment."""
+        ...

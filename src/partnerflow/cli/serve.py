@@ -1,0 +1,73 @@
+"""`partnerflow serve` (tracking + web UI) and `partnerflow track` (tracker node only), both
+on granian's ASGI interface with uvloop when installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import typer
+
+from partnerflow.cli.runtime import fail, settings
+
+EXIT_INSECURE = 2
+
+
+def _run(host: str, port: int, workers: int, *, tracking_only: bool, demo: bool) -> None:
+    from granian import Granian  # imported here: `partnerflow --help` stays fast
+    from granian.constants import Interfaces, Loops
+
+    if demo:
+        os.environ["PARTNERFLOW_DEMO"] = "1"
+    current = settings()
+    if current.uses_default_secret and not current.demo:
+        fail(
+            "refusing to start with the default secret key: set PARTNERFLOW_SECRET_KEY "
+            "(or pass --demo / PARTNERFLOW_DEMO=1 for a local demo)",
+            EXIT_INSECURE,
+        )
+    from partnerflow.bootstrap import build
+
+    # Migrate once here, before the workers start, so they never race on it.
+    services = build(current)
+    services.migrate()
+    services.close()
+    os.environ["PARTNERFLOW_SERVE_TRACKING_ONLY"] = "1" if tracking_only else "0"
+    loop = Loops.uvloop if importlib.util.find_spec("uvloop") else Loops.asyncio
+    typer.echo(
+        f"partnerflow {'tracker' if tracking_only else 'server'} on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}, {loop.value})"
+    )
+    Granian(
+        "partnerflow.web.server:app_factory",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=loop,
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+def register(root: typer.Typer) -> None:
+    @root.command("serve")
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="Address to bind."),
+        port: int = typer.Option(8000, help="Port to bind."),
+        workers: int = typer.Option(1, min=1, max=64, help="Worker processes."),
+        demo: bool = typer.Option(False, "--demo", help="Allow the default secret (demo)."),
+    ) -> None:
+        """Serve the tracking endpoints and the web UI."""
+        _run(host, port, workers, tracking_only=False, demo=demo)
+
+    @root.command("track")
+    def track(
+        host: str = typer.Option("127.0.0.1", help="Address to bind."),
+        port: int = typer.Option(8000, help="Port to bind."),
+        workers: int = typer.Option(1, min=1, max=64, help="Worker processes."),
+        demo: bool = typer.Option(False, "--demo", help="Allow the default secret (demo)."),
+    ) -> None:
+        """Serve the tracking endpoints alone (a dedicated tracker node)."""
+        _run(host, port, workers, tracking_only=True, demo=demo)

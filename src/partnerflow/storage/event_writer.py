@@ -1,0 +1,710 @@
+"""The tracker's group-commit writer: one thread, one database connection, batches.
+
+Requests hand their event (a click or impression row, or a validated postback) to the
+writer and await a future. The writer thread blocks on its queue; the first event wakes
+it, it takes everything that has queued up since (the batch is whatever accumulated during
+the previous commit — no polling interval, no timer), writes the batch in one transaction
+with raw DBAPI `executemany` (no ORM, no SQL compilation per row), commits, and only then
+resolves the futures: a redirect or a postback answer is sent once its event is durable.
+Under light load a batch is one event and the latency is one commit; under heavy load the
+commit cost is shared by hundreds of events.
+
+Conversions go through the same batches: each runs inside a SAVEPOINT, so a refused or
+buggy one fails alone, and duplicates are detected by the unique (program, order id)
+constraint itself (`INSERT .. ON CONFLICT DO NOTHING RETURNING`), which stays correct when
+several tracker processes receive the same order at once.
+
+Degraded mode: when the database cannot be written (PostgreSQL down, disk full), click and
+impression rows go to the fsync'd local spool (`storage.spool`) and are acknowledged from
+there; conversions are answered 503 (their outcome needs the database, and postback
+senders retry). Once a second the writer retries the database and drains the spool with
+`ON CONFLICT DO NOTHING` on the event ids, so a row drained twice is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine
+
+from partnerflow.core.clock import Clock
+from partnerflow.core.currencies import MINOR_UNITS
+from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
+from partnerflow.core.money import Money
+from partnerflow.storage.spool import Spool, release_orphan, take_orphan
+from partnerflow.storage.tracking_lookup import ProgramInfo, TrackingLookup
+from partnerflow.tracking.model import AttributedBy, ConversionStatus
+from partnerflow.tracking.postbacks import (
+    Postback,
+    PostbackKind,
+    Touch,
+    attribute,
+    price,
+    reversal_for,
+)
+
+log = logging.getLogger(__name__)
+
+CLICK_COLUMNS: Final = (
+    "id", "created_at", "program_id", "offer_id", "partner_id", "link_id", "ip",
+    "user_agent", "referrer", "sub1", "sub2", "sub3", "sub4", "sub5", "country", "device",
+    "os", "browser", "is_unique", "is_bot", "is_qr", "fraud_score", "flags",
+)  # fmt: skip
+IMPRESSION_COLUMNS: Final = (
+    "id", "created_at", "program_id", "offer_id", "partner_id", "link_id", "ip",
+    "user_agent", "is_bot",
+)  # fmt: skip
+_TABLES: Final = {"clicks": CLICK_COLUMNS, "impressions": IMPRESSION_COLUMNS}
+_CLICK, _IMPRESSION, _CONVERSION, _STOP = 1, 2, 3, 4
+RETRY_SECONDS: Final = 1.0
+
+
+class DatabaseUnavailable(PartnerflowError):
+    """The database cannot be written right now (answered 503: retry later)."""
+
+    code = "database_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionOutcome:
+    kind: str
+    conversion_id: int
+    order_id: str
+    duplicate: bool
+    status: str
+    attributed_by: str | None
+    partner_id: int | None
+    amount: str | None  # the commission (or the reversal, for refunds)
+    currency: str
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "conversion_id": self.conversion_id,
+            "order_id": self.order_id,
+            "duplicate": self.duplicate,
+            "status": self.status,
+            "attributed_by": self.attributed_by,
+            "partner_id": self.partner_id,
+            "commission" if self.kind == "conversion" else "reversed": self.amount,
+            "currency": self.currency,
+            "explanation": self.explanation,
+        }
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """The exact text `UtcDateTime` stores on SQLite (always with microseconds)."""
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+
+
+def _insert_sql(table: str, columns: Sequence[str], conflict: str) -> str:
+    marks = ", ".join("?" for _ in columns)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+        f"ON CONFLICT ({conflict}) DO NOTHING"
+    )
+
+
+class _Sql:
+    """Dialect-specific raw SQL, written once with '?' placeholders."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        self.statements: dict[str, str] = {}
+
+    def __call__(self, sql: str) -> str:
+        if self.sqlite:
+            return sql
+        cached = self.statements.get(sql)
+        if cached is None:
+            cached = self.statements[sql] = sql.replace("?", "%s")
+        return cached
+
+    def ts(self, value: datetime) -> Any:
+        return sqlite_timestamp(value) if self.sqlite else value
+
+
+class EventWriter:
+    def __init__(
+        self,
+        engine: Engine,
+        lookup: TrackingLookup,
+        clock: Clock,
+        spool_dir: Path,
+        *,
+        max_batch: int = 2000,
+    ) -> None:
+        self.engine = engine
+        self.lookup = lookup
+        self.clock = clock
+        self.max_batch = max_batch
+        self.spool = Spool(spool_dir)
+        self.sql = _Sql(engine.dialect.name)
+        self._q: queue.SimpleQueue[tuple[int, Any, Any, Any]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._fairy: Any = None
+        self._raw: Any = None
+        self.degraded = False
+        self._last_attempt = 0.0
+        # Counters for /healthz and the benchmark.
+        self.batches = 0
+        self.events = 0
+        self.spooled = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="pf-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is queued, then stop the thread and close the connection."""
+        if self._thread is None:
+            return
+        self._q.put((_STOP, None, None, None))
+        self._thread.join(timeout=30)
+        self._thread = None
+        self._disconnect()
+        self.spool.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    # -- requests (event loop side) --------------------------------------------------------
+    async def write_click(self, row: tuple[Any, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._q.put((_CLICK, row, fut, loop))
+        await fut
+
+    async def write_impression(self, row: tuple[Any, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._q.put((_IMPRESSION, row, fut, loop))
+        await fut
+
+    async def record(self, postback: Postback, program: ProgramInfo) -> ConversionOutcome:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ConversionOutcome] = loop.create_future()
+        self._q.put((_CONVERSION, (postback, program), fut, loop))
+        return await fut
+
+    # -- the thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        self._try_database()
+        while True:
+            timeout = RETRY_SECONDS if (self.degraded or self.spool.pending) else None
+            try:
+                first = self._q.get(timeout=timeout)
+            except queue.Empty:
+                self._try_database()
+                continue
+            batch = [first]
+            stopping = first[0] == _STOP
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+                stopping = stopping or item[0] == _STOP
+            try:
+                self._flush([i for i in batch if i[0] != _STOP])
+            except Exception:  # never let the writer die; _flush resolves what it can
+                log.exception("event writer: unexpected error in a batch")
+            if self.degraded and time.monotonic() - self._last_attempt > RETRY_SECONDS:
+                self._try_database()
+            if stopping:
+                if self.degraded or self.spool.pending:
+                    self._try_database()
+                return
+
+    def _connect(self) -> Any:
+        if self._raw is None:
+            self._fairy = self.engine.raw_connection()
+            self._raw = self._fairy.driver_connection
+        return self._raw
+
+    def _disconnect(self, *, broken: bool = False) -> None:
+        fairy, self._fairy, self._raw = self._fairy, None, None
+        if fairy is None:
+            return
+        try:
+            if broken:
+                fairy.invalidate()
+            else:
+                fairy.close()
+        except Exception:
+            log.debug("closing a broken connection failed", exc_info=True)
+
+    def _begin(self, raw: Any) -> Any:
+        cur = raw.cursor()
+        if self.sql.sqlite:
+            cur.execute("BEGIN IMMEDIATE")
+        return cur
+
+    def _rollback(self, raw: Any) -> None:
+        try:
+            if self.sql.sqlite:
+                raw.execute("ROLLBACK")
+            else:
+                raw.rollback()
+        except Exception:
+            log.debug("rollback failed", exc_info=True)
+
+    def _flush(self, batch: list[tuple[int, Any, Any, Any]]) -> None:
+        if not batch:
+            return
+        events = [i for i in batch if i[0] in (_CLICK, _IMPRESSION)]
+        conversions = [i for i in batch if i[0] == _CONVERSION]
+        settled: list[tuple[Any, Any, Any, BaseException | None]] = []
+        if not self.degraded:
+            try:
+                raw = self._connect()
+                cur = self._begin(raw)
+                self._insert_events(cur, events)
+                for _, payload, fut, loop in conversions:
+                    settled.append((loop, fut, *self._one_conversion(cur, *payload)))
+                raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
+                self.batches += 1
+                self.events += len(batch)
+                settled.extend((loop, fut, None, None) for _, _, fut, loop in events)
+                self._settle(settled)
+                return
+            except Exception as exc:
+                log.error("database write failed, spooling events: %s", exc)
+                if self._raw is not None:
+                    self._rollback(self._raw)
+                self._disconnect(broken=True)
+                self.degraded = True
+                self._last_attempt = time.monotonic()
+                settled = []
+        # Degraded: events to the spool, conversions refused for now.
+        try:
+            self.spool.append([_spool_record(kind, row) for kind, row, _, _ in events])
+            self.spooled += len(events)
+            settled.extend((loop, fut, None, None) for _, _, fut, loop in events)
+        except Exception as exc:
+            log.exception("spool write failed: events NOT acknowledged")
+            err = DatabaseUnavailable(f"database and spool unavailable: {exc}")
+            settled.extend((loop, fut, None, err) for _, _, fut, loop in events)
+        unavailable = DatabaseUnavailable("database unavailable, retry later")
+        settled.extend((loop, fut, None, unavailable) for _, _, fut, loop in conversions)
+        self._settle(settled)
+
+    def _insert_events(self, cur: Any, events: list[tuple[int, Any, Any, Any]]) -> None:
+        clicks = [row for kind, row, _, _ in events if kind == _CLICK]
+        impressions = [row for kind, row, _, _ in events if kind == _IMPRESSION]
+        ts = self.sql.ts
+        if clicks:
+            cur.executemany(
+                self.sql(_insert_sql("clicks", CLICK_COLUMNS, "id")),
+                [(r[0], ts(r[1]), *r[2:]) for r in clicks],
+            )
+        if impressions:
+            cur.executemany(
+                self.sql(_insert_sql("impressions", IMPRESSION_COLUMNS, "id")),
+                [(r[0], ts(r[1]), *r[2:]) for r in impressions],
+            )
+
+    @staticmethod
+    def _settle(settled: list[tuple[Any, Any, Any, BaseException | None]]) -> None:
+        """One wake-up per event loop per batch (not one per future)."""
+        by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = defaultdict(list)
+        for loop, fut, value, exc in settled:
+            by_loop[loop].append((fut, value, exc))
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, items)
+
+    # -- degraded mode -------------------------------------------------------------------
+    def _try_database(self) -> None:
+        """Reconnect and drain our spool and any orphaned spool into the database."""
+        self._last_attempt = time.monotonic()
+        try:
+            raw = self._connect()
+            records = self.spool.read() if self.spool.pending or self.spool.path.exists() else []
+            if records:
+                self._drain(raw, records)
+                self.spool.clear()
+                log.warning("drained %d spooled events into the database", len(records))
+            for path in self.spool.orphans():
+                taken = take_orphan(path)
+                if taken is None:
+                    continue
+                fd, orphan_records = taken
+                drained = False
+                try:
+                    self._drain(raw, orphan_records)
+                    drained = True
+                    log.warning("drained %d events from %s", len(orphan_records), path)
+                finally:
+                    release_orphan(path, fd, drained=drained)
+            self.degraded = False
+        except Exception as exc:
+            if not self.degraded:
+                log.error("database unavailable: %s", exc)
+            if self._raw is not None:
+                self._rollback(self._raw)
+            self._disconnect(broken=True)
+            self.degraded = True
+
+    def _drain(self, raw: Any, records: list[dict[str, Any]]) -> None:
+        by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for record in records:
+            table = record.get("t")
+            row = record.get("r")
+            if table not in _TABLES or not isinstance(row, list):
+                continue
+            if len(row) != len(_TABLES[table]):
+                continue
+            created = row[1]
+            if not self.sql.sqlite:
+                created = datetime.fromisoformat(created).replace(tzinfo=UTC)
+            by_table[table].append((row[0], created, *row[2:]))
+        cur = self._begin(raw)
+        for table, rows in by_table.items():
+            for start in range(0, len(rows), 5000):
+                cur.executemany(
+                    self.sql(_insert_sql(table, _TABLES[table], "id")),
+                    rows[start : start + 5000],
+                )
+        raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
+
+    # -- conversions -----------------------------------------------------------------------
+    def _one_conversion(
+        self, cur: Any, postback: Postback, program: ProgramInfo
+    ) -> tuple[ConversionOutcome | None, BaseException | None]:
+        cur.execute("SAVEPOINT pf_conv")
+        try:
+            if postback.kind is PostbackKind.CONVERSION:
+                outcome = self._convert(cur, postback, program)
+            else:
+                outcome = self._reverse(cur, postback, program)
+        except PartnerflowError as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT pf_conv")
+            cur.execute("RELEASE SAVEPOINT pf_conv")
+            return None, exc
+        except self._driver_errors() as exc:
+            # A database that fails here fails for the whole batch (it is probably down).
+            raise exc
+        except Exception as exc:
+            log.exception("conversion %s failed", postback.order_id)
+            cur.execute("ROLLBACK TO SAVEPOINT pf_conv")
+            cur.execute("RELEASE SAVEPOINT pf_conv")
+            return None, exc
+        cur.execute("RELEASE SAVEPOINT pf_conv")
+        return outcome, None
+
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        module = self.engine.dialect.dbapi
+        return (module.OperationalError, module.InterfaceError) if module else ()
+
+    def _click_touch(self, cur: Any, click_id: str | None, by: AttributedBy) -> Touch | None:
+        if not click_id:
+            return None
+        cur.execute(
+            self.sql(
+                "SELECT program_id, offer_id, partner_id, created_at FROM clicks WHERE id = ?"
+            ),
+            (click_id,),
+        )
+        row = cur.fetchone()
+        label = "click" if by is AttributedBy.CLICK_ID else "cookie click"
+        if row is None:
+            return Touch(by, -1, 0, 0, label=f"{label} {click_id} not found")
+        return Touch(by, row[0], row[1], row[2], click_id, _as_utc(row[3]), f"{label} {click_id}")
+
+    def _customer_touch(self, cur: Any, program_id: int, customer_id: str) -> Touch | None:
+        cur.execute(
+            self.sql(
+                "SELECT offer_id, partner_id, click_id FROM conversions "
+                "WHERE program_id = ? AND customer_id = ? AND partner_id IS NOT NULL "
+                "ORDER BY id DESC LIMIT 1"
+            ),
+            (program_id, customer_id),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return Touch(
+            AttributedBy.CUSTOMER, program_id, row[0], row[1], row[2],
+            label=f"customer {customer_id} last brought by partner {row[1]}",
+        )  # fmt: skip
+
+    def _coupon_touch(self, cur: Any, program_id: int, code: str | None) -> Touch | None:
+        if not code:
+            return None
+        coupon = self.lookup.snapshot.coupons.get((program_id, code))
+        if coupon is not None:
+            return Touch(
+                AttributedBy.COUPON, program_id, coupon.offer_id, coupon.partner_id,
+                label=f"coupon {code}",
+            )  # fmt: skip
+        cur.execute(
+            self.sql(
+                "SELECT offer_id, partner_id FROM coupon_codes WHERE program_id = ? AND code = ?"
+            ),
+            (program_id, code),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return Touch(AttributedBy.COUPON, -1, 0, 0, label=f"coupon {code} unknown")
+        return Touch(AttributedBy.COUPON, program_id, row[0], row[1], label=f"coupon {code}")
+
+    def _convert(self, cur: Any, pb: Postback, program: ProgramInfo) -> ConversionOutcome:
+        sql = self.sql
+        now = self.clock.now()
+        currency = pb.currency or program.currency
+        sale = Money(pb.amount if pb.amount is not None else Decimal(0), currency)
+        candidates = [
+            self._click_touch(cur, pb.click_id, AttributedBy.CLICK_ID),
+            self._click_touch(cur, pb.cookie_click_id, AttributedBy.COOKIE)
+            if pb.cookie_click_id != pb.click_id
+            else None,
+            self._coupon_touch(cur, program.id, pb.coupon),
+        ]
+        found = attribute(program.id, program.cookie_window_days, now, candidates)
+        if found.touch is None and pb.customer_id:
+            candidates.append(self._customer_touch(cur, program.id, pb.customer_id))
+            found = attribute(program.id, program.cookie_window_days, now, candidates)
+        touch = found.touch
+        plan = None
+        partner_status = None
+        if touch is not None:
+            snapshot = self.lookup.snapshot
+            offer = snapshot.offers.get(touch.offer_id)
+            plan = offer.commission_plan if offer is not None else None
+            # From the snapshot (at most `ttl` seconds old, like the link's status): a
+            # query per conversion would cost more than the rest of the conversion.
+            partner_status = snapshot.partner_status.get(touch.partner_id)
+            if partner_status is None:
+                cur.execute(sql("SELECT status FROM partners WHERE id = ?"), (touch.partner_id,))
+                row = cur.fetchone()
+                partner_status = row[0] if row else "unknown"
+        pricing = price(plan, program.currency, partner_status, pb.event_type, sale)
+        notes = [n for n in found.notes if n != "not attributed to a partner" or touch is None]
+        if touch is not None or pricing.commission is not None:
+            notes.append(pricing.note)
+        explanation = "; ".join(notes)
+        cur.execute(
+            sql(
+                "INSERT INTO conversions (created_at, program_id, offer_id, partner_id, click_id,"
+                " order_id, event_type, amount_micros, currency, status, attributed_by,"
+                " customer_id, coupon_code, is_flagged, refunded_micros)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+                " ON CONFLICT (program_id, order_id) DO NOTHING RETURNING id"
+            ),
+            (
+                sql.ts(now),
+                program.id,
+                touch.offer_id if touch else None,
+                touch.partner_id if touch else None,
+                touch.click_id if touch else None,
+                pb.order_id,
+                pb.event_type.value,
+                sale.to_micros(),
+                currency,
+                pricing.status.value,
+                found.by.value,
+                pb.customer_id,
+                pb.coupon,
+                False,
+            ),
+        )
+        inserted = cur.fetchone()
+        if inserted is None:
+            return self._existing(cur, program, pb.order_id, "conversion")
+        conversion_id = int(inserted[0])
+        if pricing.commission is not None and touch is not None:
+            self._ledger(
+                cur, now, program.id, touch.partner_id, conversion_id,
+                [("commission", "pending", pricing.commission.to_micros())],
+                pricing.commission.currency, explanation, _txn_id(f"c|{conversion_id}"),
+            )  # fmt: skip
+        return ConversionOutcome(
+            kind="conversion",
+            conversion_id=conversion_id,
+            order_id=pb.order_id,
+            duplicate=False,
+            status=pricing.status.value,
+            attributed_by=found.by.value,
+            partner_id=touch.partner_id if touch else None,
+            amount=str(pricing.commission.amount) if pricing.commission else None,
+            currency=pricing.commission.currency if pricing.commission else currency,
+            explanation=explanation,
+        )
+
+    def _existing(
+        self, cur: Any, program: ProgramInfo, order_id: str, kind: str
+    ) -> ConversionOutcome:
+        cur.execute(
+            self.sql(
+                "SELECT id, status, attributed_by, partner_id, currency FROM conversions"
+                " WHERE program_id = ? AND order_id = ?"
+            ),
+            (program.id, order_id),
+        )
+        row = cur.fetchone()
+        if row is None:  # pragma: no cover - the conflict guarantees the row exists
+            raise NotFound(f"order {order_id} not found")
+        return ConversionOutcome(
+            kind=kind,
+            conversion_id=int(row[0]),
+            order_id=order_id,
+            duplicate=True,
+            status=row[1],
+            attributed_by=row[2],
+            partner_id=row[3],
+            amount=None,
+            currency=row[4],
+            explanation="duplicate order id: already recorded",
+        )
+
+    def _ledger(
+        self,
+        cur: Any,
+        now: datetime,
+        program_id: int,
+        partner_id: int,
+        conversion_id: int,
+        entries: list[tuple[str, str, int]],
+        currency: str,
+        reason: str,
+        txn_id: str,
+    ) -> None:
+        cur.executemany(
+            self.sql(
+                "INSERT INTO commission_entries (txn_id, created_at, program_id, partner_id,"
+                " conversion_id, kind, bucket, amount_micros, currency, reason, author)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            [
+                (txn_id, self.sql.ts(now), program_id, partner_id, conversion_id, kind, bucket,
+                 micros, currency, reason[:2000], "system:postback")
+                for kind, bucket, micros in entries
+            ],
+        )  # fmt: skip
+
+    def _reverse(self, cur: Any, pb: Postback, program: ProgramInfo) -> ConversionOutcome:
+        sql = self.sql
+        cur.execute(
+            sql(
+                "SELECT id, amount_micros, currency, refunded_micros, partner_id, status,"
+                " attributed_by FROM conversions WHERE program_id = ? AND order_id = ?"
+            ),
+            (program.id, pb.order_id),
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"order {pb.order_id} was never recorded", field="order_id")
+        conv_id, order_micros, currency, refunded, partner_id, status, attributed_by = row
+        if pb.currency and pb.currency != currency:
+            raise InvalidInput(
+                f"refund currency {pb.currency} differs from the order's {currency}",
+                field="currency",
+            )
+        refund_micros = Money(pb.amount, currency).to_micros() if pb.amount is not None else None
+        key = pb.refund_id or f"{pb.kind.value}:{refund_micros if refund_micros else 'rest'}"
+        txn_id = _txn_id(f"r|{conv_id}|{key}")
+        cur.execute(sql("SELECT COUNT(*) FROM commission_entries WHERE txn_id = ?"), (txn_id,))
+        already = cur.fetchone()[0] > 0
+        if already or (order_micros > 0 and refunded >= order_micros):
+            outcome = self._existing(cur, program, pb.order_id, pb.kind.value)
+            return ConversionOutcome(
+                **{**_fields(outcome), "explanation": "refund already recorded"}
+            )
+        cur.execute(
+            sql(
+                "SELECT kind, bucket, amount_micros FROM commission_entries WHERE conversion_id = ?"
+            ),
+            (conv_id,),
+        )
+        commission = 0
+        net: dict[str, int] = defaultdict(int)
+        for kind, bucket, micros in cur.fetchall():
+            net[bucket] += micros
+            if kind == "commission":
+                commission += micros
+        reversal = reversal_for(
+            order_micros, refunded, refund_micros, commission, net, MINOR_UNITS[currency]
+        )
+        now = self.clock.now()
+        refund_text = str(Money.from_micros(reversal.refund_micros, currency).amount.normalize())
+        reason = (
+            f"{pb.kind.value} of {refund_text} {currency} on order {pb.order_id}"
+            f" ({'full' if reversal.fully_refunded else 'partial, pro rata'})"
+        )
+        if reversal.entries and partner_id is not None:
+            self._ledger(
+                cur, now, program.id, partner_id, conv_id,
+                [("reversal", bucket, micros) for bucket, micros in reversal.entries],
+                currency, reason, txn_id,
+            )  # fmt: skip
+        new_status = ConversionStatus.REVERSED.value if reversal.fully_refunded else status
+        cur.execute(
+            sql("UPDATE conversions SET refunded_micros = ?, status = ? WHERE id = ?"),
+            (refunded + reversal.refund_micros, new_status, conv_id),
+        )
+        reversed_micros = -sum(m for _, m in reversal.entries)
+        return ConversionOutcome(
+            kind=pb.kind.value,
+            conversion_id=conv_id,
+            order_id=pb.order_id,
+            duplicate=False,
+            status=new_status,
+            attributed_by=attributed_by,
+            partner_id=partner_id,
+            amount=str(Money.from_micros(reversed_micros, currency).rounded().amount),
+            currency=currency,
+            explanation=reason,
+        )
+
+
+def _fields(outcome: ConversionOutcome) -> dict[str, Any]:
+    return {name: getattr(outcome, name) for name in outcome.__dataclass_fields__}
+
+
+def _txn_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _as_utc(value: Any) -> datetime:
+    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _spool_record(kind: int, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "t": "clicks" if kind == _CLICK else "impressions",
+        "r": [row[0], sqlite_timestamp(row[1]), *row[2:]],
+    }
+
+
+def _resolve(items: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for fut, value, exc in items:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)

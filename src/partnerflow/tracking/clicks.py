@@ -1,0 +1,213 @@
+"""Click requests, pure: query parsing, deep-link safety, landing URLs, cookies.
+
+Everything here runs on the hot path for every click, so it is plain string work with no
+I/O. The one rule that matters most: `safe_deep_link` only ever returns a URL whose host a
+browser will resolve to one of the offer's allowed domains — never an open redirect.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from partnerflow.core.errors import InvalidInput
+from partnerflow.programs.rules import domain_allowed
+from partnerflow.tracking.model import SUB_ID_KEYS
+from partnerflow.tracking.rules import SUB_ID_MAX
+
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+MAX_QUERY_BYTES = 4096
+MAX_DEEP_LINK = 2048
+# Statuses under which a link redirects to its offer (others go to the fallback URL).
+REDIRECTING_OFFER_STATUSES = frozenset({"active"})
+REDIRECTING_PARTNER_STATUSES = frozenset({"approved", "active"})
+
+# A host a browser will not reinterpret: ASCII letters, digits, hyphens and dots (IDNs must
+# arrive punycoded), ending in an alphabetic TLD, so no numeric or hex IPv4 tricks either.
+_HOST_RE = re.compile(
+    r"\A(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})\.?\Z"
+)
+_PORT_RE = re.compile(r"\A[0-9]{1,5}\Z")
+# Printable ASCII without space or backslash: browsers strip tabs/newlines and read '\' as
+# '/', which is how 'https://good.com\@evil.com' style tricks work; we refuse them outright.
+_URL_CHARS_RE = re.compile(r"\A[\x21-\x5b\x5d-\x7e]+\Z")
+_VISITOR_RE = re.compile(r"\A[0-9a-hjkmnp-tv-z]{24}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ClickParams:
+    """What a click request asked for, already validated."""
+
+    sub_ids: dict[str, str] = field(default_factory=dict)
+    utm: tuple[tuple[str, str], ...] = ()
+    deep_link: str | None = None
+    qr: bool = False
+    js: bool = False
+    # Parameters we dropped, with why (kept on the click row so the partner can be told).
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTarget:
+    """Everything the redirect needs about a link, denormalised for an in-memory cache."""
+
+    link_id: int
+    code: str
+    program_id: int
+    offer_id: int
+    partner_id: int
+    landing_url: str
+    allowed_domains: tuple[str, ...]
+    offer_status: str
+    partner_status: str
+    cookie_window_days: int
+    fallback_url: str | None = None
+    sub_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def redirects(self) -> bool:
+        """Whether clicks go to the offer (else to the fallback URL, or 404)."""
+        return (
+            self.offer_status in REDIRECTING_OFFER_STATUSES
+            and self.partner_status in REDIRECTING_PARTNER_STATUSES
+        )
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    """Decode a raw query string; the first value of a repeated key wins."""
+    if len(raw) > MAX_QUERY_BYTES:
+        raise InvalidInput(f"query string longer than {MAX_QUERY_BYTES} bytes", field="query")
+    try:
+        text = raw.decode("ascii")
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=64)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput(
+            "query string is not valid percent-encoded UTF-8 (or has too many fields)",
+            field="query",
+        ) from None
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
+def _sub_id_problem(value: str) -> str | None:
+    if len(value) > SUB_ID_MAX:
+        return "too long"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "control characters"
+    return None
+
+
+def click_params(
+    query: Mapping[str, str], defaults: Mapping[str, str] | None = None
+) -> ClickParams:
+    """Sub-ids (request values over the link's defaults), UTM passthrough, flags.
+
+    A malformed sub-id is dropped rather than refused: the visitor still reaches the offer
+    (the better experience) and the click row says which parameter was dropped and why.
+    """
+    subs: dict[str, str] = dict(defaults or {})
+    dropped: list[str] = []
+    for key in SUB_ID_KEYS:
+        value = query.get(key)
+        if value is None or value == "":
+            continue
+        problem = _sub_id_problem(value)
+        if problem:
+            dropped.append(f"{key}:{problem}")
+            subs.pop(key, None)
+        else:
+            subs[key] = value
+    utm = []
+    for key in UTM_KEYS:
+        value = query.get(key)
+        if value:
+            if _sub_id_problem(value):
+                dropped.append(f"{key}:invalid")
+            else:
+                utm.append((key, value))
+    return ClickParams(
+        sub_ids=subs,
+        utm=tuple(utm),
+        deep_link=query.get("url") or None,
+        qr=query.get("qr", "") in {"1", "true", "yes"},
+        js=query.get("js", "") in {"1", "true"},
+        dropped=tuple(dropped),
+    )
+
+
+def safe_deep_link(url: str, allowed: tuple[str, ...]) -> str:
+    """The deep link itself when a browser would take it to an allowed domain, else
+    InvalidInput. Userinfo, backslashes, whitespace, control and non-ASCII characters,
+    percent-encoded or numeric hosts and scheme-relative URLs are all refused."""
+    if len(url) > MAX_DEEP_LINK:
+        raise InvalidInput(f"url is longer than {MAX_DEEP_LINK} characters", field="url")
+    if not _URL_CHARS_RE.match(url):
+        raise InvalidInput("url must be printable ASCII without spaces or backslashes", field="url")
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise InvalidInput("url must be an absolute http(s) URL", field="url")
+    if not url[len(parts.scheme) :].startswith("://"):
+        raise InvalidInput("url must be an absolute http(s) URL", field="url")
+    netloc = parts.netloc
+    if not netloc or "@" in netloc or "%" in netloc:
+        raise InvalidInput("url must name a host, without user info", field="url")
+    host, colon, port = netloc.partition(":")
+    if colon and not _PORT_RE.match(port):
+        raise InvalidInput("url has a malformed port", field="url")
+    if not _HOST_RE.match(host):
+        raise InvalidInput("url host must be a lower-case ASCII domain name", field="url")
+    if not domain_allowed(host, allowed):
+        raise InvalidInput(
+            f"url host {host[:80]!r} is not an allowed deep-link domain of this offer",
+            field="url",
+        )
+    return url
+
+
+def append_params(url: str, params: list[tuple[str, str]]) -> str:
+    """`url` with `params` added to its query string (before any fragment)."""
+    if not params:
+        return url
+    base, hash_, fragment = url.partition("#")
+    extra = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
+    sep = ("" if base.endswith(("?", "&")) else "&") if "?" in base else "?"
+    return f"{base}{sep}{extra}{hash_}{fragment}"
+
+
+def landing_url(target: LinkTarget, params: ClickParams, click_id: str) -> str:
+    """Where the visitor goes: the (validated) deep link or the landing URL, with the UTM
+    parameters passed through and our click id appended."""
+    if params.deep_link is not None:
+        allowed = (*target.allowed_domains, _host_of(target.landing_url))
+        base = safe_deep_link(params.deep_link, allowed)
+    else:
+        base = target.landing_url
+    return append_params(base, [*params.utm, ("click_id", click_id)])
+
+
+def _host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def is_visitor_id(value: str) -> bool:
+    return bool(_VISITOR_RE.match(value))
+
+
+def read_cookies(header: str) -> dict[str, str]:
+    """Name -> value for a Cookie header; tolerant of junk (forged cookies are the caller's
+    to validate, never trusted)."""
+    out: dict[str, str] = {}
+    for part in header.split(";"):
+        name, eq, value = part.strip().partition("=")
+        if eq and name and name not in out:
+            out[name] = value.strip().strip('"')
+    return out
+
+
+def cookie_header(name: str, value: str, max_age: int, *, secure: bool) -> str:
+    attrs = f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax"
+    return attrs + "; Secure" if secure else attrs

@@ -1,0 +1,283 @@
+"""Conversion input (postback, pixel, order webhook), pure: parsing, attribution, pricing,
+refund arithmetic.
+
+The storage fast path (`storage.event_writer`) does the I/O and calls these functions, so
+the rules that decide money live here, free of SQL, and are tested as plain functions. The
+rule is the same as `tracking.services.record_conversion` (click id first, then coupon),
+extended with the pf_click cookie and customer-id matching.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from typing import Any
+
+from partnerflow.commissions.model import CommissionPlan
+from partnerflow.commissions.rules import commission_for, describe_plan, parse_plan
+from partnerflow.core.errors import Forbidden, InvalidInput
+from partnerflow.core.ids import is_click_id
+from partnerflow.core.money import Money, check_currency, parse_amount
+from partnerflow.tracking.model import AttributedBy, ConversionStatus, EventType
+from partnerflow.tracking.rules import check_coupon_code, check_order_id
+
+MAX_TOKEN = 128
+MAX_CUSTOMER_ID = 128
+EARNING_PARTNER_STATUSES = frozenset({"approved", "active"})
+
+
+class PostbackKind(enum.StrEnum):
+    CONVERSION = "conversion"
+    REFUND = "refund"
+    CHARGEBACK = "chargeback"
+
+
+@dataclass(frozen=True, slots=True)
+class Postback:
+    """A validated conversion or reversal request (token not yet checked against a program)."""
+
+    kind: PostbackKind
+    token: str
+    order_id: str
+    event_type: EventType = EventType.SALE
+    amount: Decimal | None = None
+    currency: str | None = None
+    click_id: str | None = None
+    cookie_click_id: str | None = None
+    coupon: str | None = None
+    customer_id: str | None = None
+    refund_id: str | None = None
+
+
+def _text(params: Mapping[str, Any], key: str) -> str | None:
+    value = params.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{key} must be a string", field=key)
+    value = value.strip()
+    if not value:
+        return None
+    if value.startswith("{") and value.endswith("}"):
+        raise InvalidInput(f"{key} is an unreplaced macro {value[:40]!r}", field=key)
+    return value
+
+
+def parse_postback(
+    params: Mapping[str, Any], *, token: str | None = None, cookie_click_id: str | None = None
+) -> Postback:
+    """Validate postback / pixel / webhook fields. `token` (from a header) wins over the
+    parameters; `cookie_click_id` is the pf_click cookie (ignored when malformed)."""
+    token = token or _text(params, "token")
+    if not token:
+        raise Forbidden("missing postback token", field="token")
+    if len(token) > MAX_TOKEN:
+        raise Forbidden("unknown postback token", field="token")
+    event_raw = (_text(params, "event") or _text(params, "event_type") or "sale").lower()
+    order_id = check_order_id(_text(params, "order_id") or "")
+    amount_raw = params.get("amount")
+    if isinstance(amount_raw, float):
+        # JSON numbers: accept them only when their text is exact (no binary-float damage).
+        amount_raw = repr(amount_raw)
+    amount_text = amount_raw if not isinstance(amount_raw, str) else _text(params, "amount")
+    amount = parse_amount(amount_text) if amount_text not in (None, "") else None
+    currency_text = _text(params, "currency")
+    currency = check_currency(currency_text) if currency_text else None
+    if event_raw in {PostbackKind.REFUND, PostbackKind.CHARGEBACK}:
+        refund_id = _text(params, "refund_id")
+        if refund_id is not None:
+            refund_id = check_order_id(refund_id)
+        return Postback(
+            kind=PostbackKind(event_raw),
+            token=token,
+            order_id=order_id,
+            amount=amount,
+            currency=currency,
+            refund_id=refund_id,
+        )
+    try:
+        event_type = EventType(event_raw)
+    except ValueError:
+        raise InvalidInput(
+            "event must be one of sale, lead, signup, custom, refund, chargeback", field="event"
+        ) from None
+    click_id = _text(params, "click_id")
+    if click_id is not None and not is_click_id(click_id):
+        raise InvalidInput("click_id is malformed", field="click_id")
+    coupon_text = _text(params, "coupon")
+    coupon = check_coupon_code(coupon_text) if coupon_text else None
+    customer_id = _text(params, "customer_id")
+    if customer_id is not None and (
+        len(customer_id) > MAX_CUSTOMER_ID or any(ord(c) < 32 for c in customer_id)
+    ):
+        raise InvalidInput("customer_id must be 1-128 printable characters", field="customer_id")
+    return Postback(
+        kind=PostbackKind.CONVERSION,
+        token=token,
+        order_id=order_id,
+        event_type=event_type,
+        amount=amount,
+        currency=currency,
+        click_id=click_id,
+        cookie_click_id=cookie_click_id
+        if cookie_click_id and is_click_id(cookie_click_id)
+        else None,
+        coupon=coupon,
+        customer_id=customer_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """A candidate source of a conversion: a click, a coupon or an earlier conversion."""
+
+    by: AttributedBy
+    program_id: int
+    offer_id: int
+    partner_id: int
+    click_id: str | None = None
+    at: datetime | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    touch: Touch | None
+    notes: tuple[str, ...]
+
+    @property
+    def by(self) -> AttributedBy:
+        return self.touch.by if self.touch else AttributedBy.NONE
+
+
+def attribute(
+    program_id: int,
+    window_days: int,
+    now: datetime,
+    candidates: list[Touch | None],
+) -> Attribution:
+    """The first usable candidate, in the order given (click id, cookie, coupon, customer).
+
+    Clicks must belong to the program and be inside its cookie window; coupons and
+    customer matches have no window (the code or the customer *is* the evidence)."""
+    notes: list[str] = []
+    window = timedelta(days=window_days)
+    for touch in candidates:
+        if touch is None:
+            continue
+        if touch.program_id != program_id:
+            notes.append(f"{touch.label} belongs to another program")
+            continue
+        clicked = touch.by in {AttributedBy.CLICK_ID, AttributedBy.COOKIE}
+        if clicked and touch.at is not None and now - touch.at > window:
+            notes.append(f"{touch.label} older than the {window_days}-day window")
+            continue
+        notes.append(touch.label)
+        return Attribution(touch, tuple(notes))
+    notes.append("not attributed to a partner")
+    return Attribution(None, tuple(notes))
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    status: ConversionStatus
+    commission: Money | None
+    note: str
+
+
+def price(
+    plan_data: Mapping[str, Any] | None,
+    program_currency: str,
+    partner_status: str | None,
+    event_type: EventType,
+    sale: Money,
+) -> Pricing:
+    """The commission a conversion earns, with the reason in words."""
+    if plan_data is None or partner_status is None:
+        return Pricing(ConversionStatus.PENDING, None, "no partner: no commission")
+    if partner_status not in EARNING_PARTNER_STATUSES:
+        return Pricing(
+            ConversionStatus.REJECTED, None, "partner is not approved or active: no commission"
+        )
+    plan = _plan(tuple(sorted(plan_data.items())), program_currency)
+    result = commission_for(plan, event_type.value, sale)
+    if result is None:
+        return Pricing(
+            ConversionStatus.PENDING,
+            None,
+            f"{describe_plan(plan)} does not pay for {event_type.value}",
+        )
+    return Pricing(
+        ConversionStatus.PENDING, result.amount, f"{describe_plan(plan)}: {result.explanation}"
+    )
+
+
+@lru_cache(maxsize=4096)
+def _plan(items: tuple[tuple[str, Any], ...], program_currency: str) -> CommissionPlan:
+    """Plans are parsed once per distinct plan, not once per conversion."""
+    return parse_plan(dict(items), program_currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    """How much of a refund to take back, and from which ledger buckets."""
+
+    refund_micros: int
+    fully_refunded: bool
+    entries: tuple[tuple[str, int], ...]  # (bucket, negative micros)
+
+
+BUCKET_ORDER = ("paid", "approved", "pending")
+
+
+def reversal_for(
+    order_micros: int,
+    refunded_micros: int,
+    refund_micros: int | None,
+    commission_micros: int,
+    net_by_bucket: Mapping[str, int],
+    minor_units: int,
+) -> Reversal:
+    """Pro-rata reversal of a commission for a (partial) refund.
+
+    `refund_micros` None means "the rest of the order". A refund beyond what is left of the
+    order is refused. The last refund takes back whatever commission is still standing, so
+    rounding never leaves a cent behind; earlier ones take commission x refund / order,
+    rounded half-up to the currency's minor unit. Money comes back out of the bucket it sits
+    in now (pending, approved or already paid — a clawback)."""
+    remaining = order_micros - refunded_micros
+    amount = remaining if refund_micros is None else refund_micros
+    if amount <= 0:
+        raise InvalidInput("refund amount must be positive", field="amount")
+    if amount > remaining:
+        raise InvalidInput(
+            "refund exceeds what is left of the order "
+            f"({Decimal(remaining) / Decimal(1_000_000)} left)",
+            field="amount",
+        )
+    fully = amount == remaining
+    standing = sum(v for v in net_by_bucket.values() if v > 0)
+    if fully or order_micros == 0:
+        to_take = standing
+    else:
+        exact = Decimal(commission_micros) * Decimal(amount) / Decimal(order_micros)
+        quantum = Decimal(10) ** (6 - minor_units)
+        to_take = int((exact / quantum).to_integral_value(rounding=ROUND_HALF_UP) * quantum)
+        to_take = min(to_take, standing)
+    entries: list[tuple[str, int]] = []
+    for bucket in BUCKET_ORDER:
+        if to_take <= 0:
+            break
+        available = net_by_bucket.get(bucket, 0)
+        if available <= 0:
+            continue
+        take = min(available, to_take)
+        entries.append((bucket, -take))
+        to_take -= take
+    return Reversal(amount, fully, tuple(entries))

@@ -1,0 +1,172 @@
+"""`create_app(services)`: the whole web application as one raw ASGI callable.
+
+The tracking endpoints are dispatched by plain string comparisons on the path (no router,
+no middleware); everything else goes to the web UI (`partnerflow.web.ui.create_ui_app`)
+when it is installed, else to a minimal home page. The lifespan starts and stops the
+tracker (its link cache and its group-commit writer) and forwards to the UI's lifespan.
+
+Errors: our domain errors become JSON `{"error": code, "reason": ...}` with a 4xx; any
+other exception is a bug, logged with its traceback and answered 500 JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+from typing import Any
+
+from partnerflow.bootstrap import Services
+from partnerflow.core.errors import PartnerflowError
+from partnerflow.web.asgi import ASGIApp, Message, Receive, Scope, Send, respond_error, respond_json
+from partnerflow.web.home import home_app
+from partnerflow.web.tracker import Tracker
+
+log = logging.getLogger("partnerflow.web")
+
+
+def _ui_app(services: Services) -> ASGIApp:
+    if importlib.util.find_spec("partnerflow.web.ui") is None:
+        return home_app
+    module = importlib.import_module("partnerflow.web.ui")
+    app: ASGIApp = module.create_ui_app(services)
+    return app
+
+
+class PartnerflowApp:
+    """The ASGI app. `tracking_only` serves the tracker alone (dedicated tracker nodes)."""
+
+    def __init__(self, services: Services, *, tracking_only: bool = False) -> None:
+        self.services = services
+        self.tracker = Tracker(services)
+        self.ui: ASGIApp | None = None if tracking_only else _ui_app(services)
+        self._ui_lifespan: _LifespanForwarder | None = None
+        t = self.tracker
+        # path prefix/exact path -> handler; checked in this order.
+        self._prefixes = (("/c/", t.click), ("/i/", t.impression))
+        self._exact = {
+            "/postback": t.postback,
+            "/px": t.pixel,
+            "/pf.js": t.script,
+            "/api/v1/orders": t.order,
+        }
+
+    async def startup(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.tracker.start)
+        if self.ui is not None and self.ui is not home_app:
+            self._ui_lifespan = _LifespanForwarder(self.ui)
+            await self._ui_lifespan.startup()
+
+    async def shutdown(self) -> None:
+        if self._ui_lifespan is not None:
+            await self._ui_lifespan.shutdown()
+            self._ui_lifespan = None
+        await asyncio.get_running_loop().run_in_executor(None, self.tracker.stop)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            handler = self._exact.get(path)
+            if handler is None:
+                for prefix, candidate in self._prefixes:
+                    if path.startswith(prefix):
+                        handler = candidate
+                        break
+            if handler is not None:
+                await self._tracking(handler, scope, receive, send)
+                return
+            if path == "/healthz":
+                await respond_json(send, 200, self.tracker.health())
+                return
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if self.ui is None:
+            await respond_json(send, 404, {"error": "not_found", "reason": "no such endpoint"})
+            return
+        await self.ui(scope, receive, send)
+
+    async def _tracking(self, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.tracker.writer.running:
+            # No lifespan (some test transports, some servers): start on first use.
+            await self.startup()
+        try:
+            await handler(scope, receive, send)
+        except PartnerflowError as exc:
+            log.info("%s %s refused: %s", scope["method"], scope["path"][:80], exc.message)
+            await respond_error(send, exc)
+        except Exception:
+            log.exception("bug on %s %s", scope["method"], scope["path"][:80])
+            await respond_json(
+                send, 500, {"error": "internal", "reason": "unexpected error, logged"}
+            )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _LifespanForwarder:
+    """Runs a sub-application's lifespan protocol alongside ours."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._started = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _receive(self) -> Message:
+        return await self._inbox.get()
+
+    async def _send(self, message: Message) -> None:
+        if message["type"].startswith("lifespan.startup"):
+            self._started.set()
+        elif message["type"].startswith("lifespan.shutdown"):
+            self._stopped.set()
+
+    async def _run(self) -> None:
+        try:
+            await self.app(
+                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                self._receive,
+                self._send,
+            )
+        except Exception:
+            log.debug("the UI app does not support lifespan", exc_info=True)
+        finally:
+            self._started.set()
+            self._stopped.set()
+
+    async def startup(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await self._inbox.put({"type": "lifespan.startup"})
+        await self._started.wait()
+
+    async def shutdown(self) -> None:
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), timeout=10)
+        if self._task is not None:
+            self._task.cancel()
+
+
+def create_app(services: Services, *, tracking_only: bool = False) -> PartnerflowApp:
+    return PartnerflowApp(services, tracking_only=tracking_only)

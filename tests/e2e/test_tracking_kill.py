@@ -1,0 +1,147 @@
+"""SIGKILL under load loses no acknowledged click or conversion.
+
+`partnerflow track` (granian) runs as a subprocess on SQLite; clicks and postbacks are sent
+concurrently, every acknowledged one (302 / 200) is recorded, the whole process group is
+killed with SIGKILL mid-stream, the tracker is restarted, and then every acknowledged click
+id must be in the database and every acknowledged postback must answer "duplicate": true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from tests.factories import make_world
+
+from partnerflow.bootstrap import build
+from partnerflow.config import Settings
+from partnerflow.storage import tables as t
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+
+PARTNERFLOW = str(Path(sys.executable).parent / "partnerflow")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [PARTNERFLOW, "track", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("tracker did not start")
+
+
+@pytest.fixture
+def tracker_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    services = build(Settings(database_url=url, spool_dir=tmp_path / "spool"))
+    services.migrate()
+    world = make_world(services)
+    services.close()
+    env = {
+        **os.environ,
+        "PARTNERFLOW_DATABASE_URL": url,
+        "PARTNERFLOW_SPOOL_DIR": str(tmp_path / "spool"),
+        "PARTNERFLOW_SECRET_KEY": "kill-test-secret",
+    }
+    env.pop("PARTNERFLOW_REDIS_URL", None)
+    yield env, world.program.postback_token
+
+
+async def test_sigkill_loses_no_acknowledged_event(
+    tracker_env: tuple[dict[str, str], str],
+) -> None:
+    env, token = tracker_env
+    port = free_port()
+    proc = start(env, port)
+    clicks: list[str] = []
+    orders: list[str] = []
+    stop_at = time.monotonic() + 2.0
+    limits = httpx.Limits(max_connections=32)
+
+    async def clicker(client: httpx.AsyncClient) -> None:
+        while time.monotonic() < stop_at + 0.5:
+            try:
+                r = await client.get("/c/ann-shop")
+            except httpx.HTTPError:
+                return
+            if r.status_code == 302:
+                clicks.append(r.headers["location"].rsplit("click_id=", 1)[1])
+
+    async def poster(client: httpx.AsyncClient, n: int) -> None:
+        i = 0
+        while time.monotonic() < stop_at + 0.5:
+            i += 1
+            order = f"k{n}-{i}"
+            try:
+                r = await client.get(
+                    "/postback", params={"token": token, "order_id": order, "amount": "9.99"}
+                )
+            except httpx.HTTPError:
+                return
+            if r.status_code == 200:
+                orders.append(order)
+
+    async def killer() -> None:
+        await asyncio.sleep(max(stop_at - time.monotonic(), 0))
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=5
+    ) as client:
+        await asyncio.gather(
+            *(clicker(client) for _ in range(12)),
+            *(poster(client, n) for n in range(6)),
+            killer(),
+        )
+    proc.wait(timeout=10)
+    assert len(clicks) > 50 and len(orders) > 20, (len(clicks), len(orders))
+
+    restarted = start(env, port)
+    try:
+        services = build(Settings(database_url=env["PARTNERFLOW_DATABASE_URL"]))
+        with services.engine.connect() as conn:
+            stored = set(conn.execute(select(t.clicks.c.id)).scalars())
+        services.close()
+        assert set(clicks) <= stored
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.get(
+                        "/postback", params={"token": token, "order_id": o, "amount": "9.99"}
+                    )
+                    for o in orders
+                )
+            )
+        assert all(a.status_code == 200 and a.json()["duplicate"] is True for a in answers)
+    finally:
+        os.killpg(restarted.pid, signal.SIGTERM)
+        restarted.wait(timeout=20)

@@ -1,0 +1,330 @@
+"""The tracking endpoints end to end on SQLite and PostgreSQL: clicks, postbacks, refunds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from tests.factories import World, make_coupon, make_world
+
+from partnerflow.bootstrap import Services
+from partnerflow.storage import tables as t
+
+pytestmark = pytest.mark.anyio
+
+
+def count(services: Services, table: t.Table) -> int:
+    with services.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def ledger(services: Services) -> list[tuple[str, str, int]]:
+    with services.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                t.commission_entries.c.kind,
+                t.commission_entries.c.bucket,
+                t.commission_entries.c.amount_micros,
+            ).order_by(t.commission_entries.c.id)
+        )
+        return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def world(services: Services) -> World:
+    return make_world(services)
+
+
+async def click(client: httpx.AsyncClient, code: str = "ann-shop", **params: str) -> httpx.Response:
+    return await client.get(f"/c/{code}", params=params, headers={"user-agent": UA})
+
+
+UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+)
+
+
+async def test_click_redirects_with_click_id_cookie_and_stored_row(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await click(tracker_client, sub1="spring", utm_source="blog", qr="1")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    assert (location.scheme, location.netloc, location.path) == (
+        "https",
+        "shop.example.com",
+        "/landing",
+    )
+    query = parse_qs(location.query)
+    click_id = query["click_id"][0]
+    assert query["utm_source"] == ["blog"]
+    assert "sub1" not in query
+    assert response.cookies["pf_click"] == click_id
+    assert "pf_vid" in response.cookies
+    set_cookie = response.headers.get_list("set-cookie")[0]
+    assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+    assert f"Max-Age={30 * 86400}" in set_cookie
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.clicks).where(t.clicks.c.id == click_id)).one()
+    assert row.link_id == world.link.id
+    assert row.partner_id == world.partner.id
+    assert row.sub1 == "spring"
+    assert row.is_qr is True
+    assert row.is_unique is True
+    assert row.is_bot is False
+    assert (row.device, row.os, row.browser) == ("mobile", "iOS", "Mobile Safari")
+    assert row.ip == "203.0.113.7"
+    assert row.created_at == services.clock.now()
+
+
+async def test_repeat_click_from_same_visitor_is_not_unique(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    first = await click(tracker_client)
+    second = await click(tracker_client)  # the client sends back pf_vid
+    assert first.status_code == second.status_code == 302
+    with services.engine.connect() as conn:
+        uniques = [
+            r.is_unique
+            for r in conn.execute(select(t.clicks).order_by(t.clicks.c.created_at, t.clicks.c.id))
+        ]
+    assert sorted(uniques) == [False, True]
+
+
+async def test_unknown_code_is_404_without_redirect(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await click(tracker_client, code="nope-nope")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+    assert "location" not in response.headers
+    assert count(services, t.clicks) == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.com/",
+        "//evil.com",
+        "https://shop.example.com@evil.com/",
+        "https://shop.example.com\\@evil.com/",
+        "https://evil.com\\.shop.example.com/",
+        "javascript:alert(1)",
+        "https://shop.example.com.evil.com/",
+        "https://xn--shp-qla.example.com/",
+        "https://shop.example.com%2F@evil.com",
+        "https:\t//evil.com",
+    ],
+)
+async def test_open_redirect_attempts_are_refused(
+    services: Services, world: World, tracker_client: httpx.AsyncClient, url: str
+) -> None:
+    response = await click(tracker_client, url=url)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_input"
+    assert "location" not in response.headers
+    assert count(services, t.clicks) == 0
+
+
+async def test_deep_link_to_landing_domain_is_followed(
+    world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await click(tracker_client, url="https://shop.example.com/p/42?color=red#top")
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(
+        "https://shop.example.com/p/42?color=red&click_id="
+    )
+    assert response.headers["location"].endswith("#top")
+
+
+async def postback(client: httpx.AsyncClient, **params: str) -> httpx.Response:
+    return await client.get("/postback", params=params)
+
+
+async def test_postback_records_conversion_and_ledger_entry(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    click_id = parse_qs(urlsplit((await click(tracker_client)).headers["location"]).query)[
+        "click_id"
+    ][0]
+    response = await postback(
+        tracker_client, token=world.program.postback_token, click_id=click_id,
+        order_id="A-1", amount="120.00", currency="EUR",
+    )  # fmt: skip
+    assert response.status_code == 200
+    body = response.json()
+    assert body["duplicate"] is False
+    assert body["attributed_by"] == "click_id"
+    assert body["partner_id"] == world.partner.id
+    assert Decimal(body["commission"]) == Decimal("12.00")
+    assert ledger(services) == [("commission", "pending", 12_000_000)]
+
+
+async def test_duplicate_order_answers_duplicate_and_writes_nothing_more(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    params = dict(token=world.program.postback_token, order_id="A-2", amount="50", coupon="ANN10")
+    make_coupon(services, world.partner, world.offer)
+    first = await postback(tracker_client, **params)
+    second = await tracker_client.post("/postback", data=params)
+    assert first.json()["duplicate"] is False
+    assert first.json()["attributed_by"] == "coupon"
+    assert second.status_code == 200
+    assert second.json()["duplicate"] is True
+    assert second.json()["conversion_id"] == first.json()["conversion_id"]
+    assert count(services, t.conversions) == 1
+    assert ledger(services) == [("commission", "pending", 5_000_000)]
+
+
+async def test_concurrent_duplicates_store_one_conversion(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    import asyncio
+
+    params = dict(token=world.program.postback_token, order_id="A-3", amount="10")
+    answers = await asyncio.gather(*(postback(tracker_client, **params) for _ in range(8)))
+    assert sorted(a.json()["duplicate"] for a in answers) == [False] + [True] * 7
+    assert count(services, t.conversions) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "field"),
+    [
+        ({"token": "wrong-token", "order_id": "X"}, 403, "token"),
+        ({"order_id": "X"}, 403, "token"),
+        ({"order_id": "X", "amount": "-5"}, 400, "amount"),
+        ({"order_id": "X", "amount": "abc"}, 400, "amount"),
+        ({"order_id": "X", "amount": "1e12"}, 400, "amount"),
+        ({"order_id": "X", "amount": "NaN"}, 400, "amount"),
+        ({"order_id": "X", "amount": "5", "currency": "XXX"}, 400, "currency"),
+        ({"order_id": "", "amount": "5"}, 400, "order_id"),
+        ({"order_id": "X", "click_id": "{click_id}"}, 400, "click_id"),
+        ({"order_id": "X", "event": "bogus"}, 400, "event"),
+    ],
+)
+async def test_bad_postbacks_are_refused_and_write_nothing(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    params: dict[str, str], status: int, field: str,
+) -> None:  # fmt: skip
+    if "token" not in params and status != 403:
+        params = {**params, "token": world.program.postback_token}
+    response = await postback(tracker_client, **params)
+    assert response.status_code == status
+    assert response.json()["field"] == field
+    assert count(services, t.conversions) == 0
+    assert ledger(services) == []
+
+
+async def test_partial_then_full_refund_reverses_commission_pro_rata(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    click_id = parse_qs(urlsplit((await click(tracker_client)).headers["location"]).query)[
+        "click_id"
+    ][0]
+    token = world.program.postback_token
+    await postback(tracker_client, token=token, click_id=click_id, order_id="R-1", amount="100.00")
+    partial = await postback(
+        tracker_client, token=token, event="refund", order_id="R-1", amount="25"
+    )
+    assert partial.status_code == 200
+    assert partial.json()["reversed"] == "2.50"
+    assert partial.json()["status"] == "pending"
+    repeat = await postback(
+        tracker_client, token=token, event="refund", order_id="R-1", amount="25"
+    )
+    assert repeat.json()["duplicate"] is True
+    too_much = await postback(
+        tracker_client, token=token, event="refund", order_id="R-1", amount="80", refund_id="r2"
+    )
+    assert too_much.status_code == 400
+    rest = await postback(tracker_client, token=token, event="chargeback", order_id="R-1")
+    assert rest.json()["reversed"] == "7.50"
+    assert rest.json()["status"] == "reversed"
+    assert ledger(services) == [
+        ("commission", "pending", 10_000_000),
+        ("reversal", "pending", -2_500_000),
+        ("reversal", "pending", -7_500_000),
+    ]
+
+
+async def test_refund_of_unknown_order_is_404(
+    world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await postback(
+        tracker_client, token=world.program.postback_token, event="refund", order_id="nope"
+    )
+    assert response.status_code == 404
+
+
+async def test_order_webhook_takes_json_and_header_token(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    make_coupon(services, world.partner, world.offer)
+    response = await tracker_client.post(
+        "/api/v1/orders",
+        json={"order_id": "W-1", "amount": 80.5, "currency": "EUR", "coupon": "ann10"},
+        headers={"authorization": f"Bearer {world.program.postback_token}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["commission"] == "8.05"
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.conversions)).one()
+    assert row.amount_micros == 80_500_000
+    assert row.coupon_code == "ANN10"
+
+
+async def test_pixel_attributes_by_cookie(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    await click(tracker_client)
+    response = await tracker_client.get(
+        "/px", params={"token": world.program.postback_token, "order_id": "P-1", "amount": "10"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/gif"
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.conversions)).one()
+    assert row.attributed_by == "cookie"
+    assert row.partner_id == world.partner.id
+
+
+async def test_impression_counts_and_returns_gif(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await tracker_client.get("/i/ann-shop")
+    assert response.status_code == 200
+    assert response.content.startswith(b"GIF89a")
+    assert count(services, t.impressions) == 1
+
+
+async def test_customer_id_attributes_repeat_purchase(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    token = world.program.postback_token
+    click_id = parse_qs(urlsplit((await click(tracker_client)).headers["location"]).query)[
+        "click_id"
+    ][0]
+    await postback(
+        tracker_client,
+        token=token,
+        click_id=click_id,
+        order_id="C-1",
+        amount="10",
+        customer_id="cust-9",
+    )
+    tracker_client.cookies.clear()  # another device: no cookie, no click id
+    second = await postback(
+        tracker_client, token=token, order_id="C-2", amount="20", customer_id="cust-9"
+    )
+    assert second.json()["attributed_by"] == "customer"
+    assert second.json()["partner_id"] == world.partner.id
+
+
+async def test_healthz_reports_writer(tracker_client: httpx.AsyncClient) -> None:
+    response = await tracker_client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["writer"]["running"] is True

@@ -1,0 +1,66 @@
+"""The spool survives torn writes; counters dedupe in memory and in Redis."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from partnerflow.storage.counters import MemoryCounters, RedisCounters
+from partnerflow.storage.spool import Spool, encode, take_orphan
+
+
+def test_spool_round_trips_and_skips_a_torn_last_line(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, name="a.spool")
+    spool.append([{"t": "clicks", "r": [1]}, {"t": "clicks", "r": [2]}])
+    spool.close()
+    with (tmp_path / "a.spool").open("ab") as f:
+        f.write(encode({"t": "clicks", "r": [3]})[:-7])  # killed mid-write
+    assert Spool(tmp_path, name="a.spool").read() == [
+        {"t": "clicks", "r": [1]},
+        {"t": "clicks", "r": [2]},
+    ]
+
+
+def test_spool_skips_a_line_with_a_bad_checksum(tmp_path: Path) -> None:
+    good = encode({"t": "clicks", "r": [1]})
+    bad = encode({"t": "clicks", "r": [2]}).replace(b"[2]", b"[9]")
+    (tmp_path / "b.spool").write_bytes(bad + good)
+    assert Spool(tmp_path, name="b.spool").read() == [{"t": "clicks", "r": [1]}]
+
+
+def test_a_locked_spool_is_not_taken_by_another_drainer(tmp_path: Path) -> None:
+    owner = Spool(tmp_path, name="c.spool")
+    owner.append([{"t": "clicks", "r": [1]}])
+    assert take_orphan(tmp_path / "c.spool") is None
+    owner.close()
+    taken = take_orphan(tmp_path / "c.spool")
+    assert taken is not None
+    assert taken[1] == [{"t": "clicks", "r": [1]}]
+
+
+def test_memory_counters_dedupe_within_the_window() -> None:
+    now = [100.0]
+    counters = MemoryCounters(now=lambda: now[0], sweep_every=2)
+    assert counters.seen_recently("k", 10) is False
+    assert counters.seen_recently("k", 10) is True
+    now[0] = 111.0
+    assert counters.seen_recently("k", 10) is False
+    assert [counters.incr("v", 5) for _ in range(3)] == [1, 2, 3]
+    now[0] = 117.0
+    assert counters.incr("v", 5) == 1
+
+
+@pytest.mark.redis
+def test_redis_counters_are_shared_between_clients(redis_url: str) -> None:
+    prefix = f"pf-test-{secrets.token_hex(4)}:"
+    first, second = RedisCounters(redis_url, prefix=prefix), RedisCounters(redis_url, prefix=prefix)
+    try:
+        assert first.seen_recently("u:1:v", 60) is False
+        assert second.seen_recently("u:1:v", 60) is True
+        assert [first.incr("ip", 60), second.incr("ip", 60)] == [1, 2]
+    finally:
+        first._client.delete(prefix + "s:u:1:v", prefix + "n:ip")
+        first.close()
+        second.close()

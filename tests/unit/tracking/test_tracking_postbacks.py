@@ -1,0 +1,136 @@
+"""Postback parsing, attribution order and refund arithmetic (pure)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from partnerflow.core.errors import Forbidden, InvalidInput, PartnerflowError
+from partnerflow.tracking.model import AttributedBy, ConversionStatus, EventType
+from partnerflow.tracking.postbacks import (
+    PostbackKind,
+    Touch,
+    attribute,
+    parse_postback,
+    price,
+    reversal_for,
+)
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+CLICK_ID = "013xrzp16btwt1c4x88dyxjh"
+
+
+def test_postback_fields_are_validated_and_normalised() -> None:
+    pb = parse_postback(
+        {"token": "t", "order_id": "A-1", "amount": "12.50", "currency": "eur",
+         "click_id": CLICK_ID, "coupon": "ann10", "event_type": "Lead"}
+    )  # fmt: skip
+    assert pb.kind is PostbackKind.CONVERSION
+    assert (pb.amount, pb.currency, pb.coupon, pb.event_type) == (
+        Decimal("12.50"), "EUR", "ANN10", EventType.LEAD,
+    )  # fmt: skip
+
+
+def test_header_token_wins_and_missing_token_is_forbidden() -> None:
+    assert parse_postback({"token": "body", "order_id": "A"}, token="hdr").token == "hdr"
+    with pytest.raises(Forbidden):
+        parse_postback({"order_id": "A"})
+
+
+def test_refund_event_parses_as_reversal() -> None:
+    pb = parse_postback({"token": "t", "order_id": "A", "event": "chargeback", "amount": "5"})
+    assert (pb.kind, pb.amount) == (PostbackKind.CHARGEBACK, Decimal(5))
+
+
+def test_forged_cookie_click_id_is_ignored() -> None:
+    pb = parse_postback({"token": "t", "order_id": "A"}, cookie_click_id="<script>")
+    assert pb.cookie_click_id is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["token", "order_id", "amount", "currency", "click_id", "coupon",
+                         "customer_id", "event", "event_type", "refund_id"]),
+        st.one_of(st.text(max_size=40), st.integers(), st.none(), st.floats(), st.booleans()),
+    )
+)  # fmt: skip
+def test_postback_parsing_only_raises_our_errors(params: dict[str, object]) -> None:
+    with contextlib.suppress(PartnerflowError):
+        parse_postback(params)
+
+
+def touch(by: AttributedBy, days_ago: float = 1, program: int = 1, partner: int = 7) -> Touch:
+    return Touch(by, program, 3, partner, "c", NOW - timedelta(days=days_ago), label=by.value)
+
+
+def test_attribution_takes_click_then_cookie_then_coupon() -> None:
+    found = attribute(1, 30, NOW, [None, touch(AttributedBy.COOKIE), touch(AttributedBy.COUPON)])
+    assert found.by is AttributedBy.COOKIE
+
+
+def test_stale_click_falls_through_to_coupon() -> None:
+    coupon = Touch(AttributedBy.COUPON, 1, 3, 9, label="coupon X")
+    found = attribute(1, 30, NOW, [touch(AttributedBy.CLICK_ID, days_ago=31), coupon])
+    assert found.touch == coupon
+    assert found.notes == ("click_id older than the 30-day window", "coupon X")
+
+
+def test_other_programs_click_is_not_used() -> None:
+    found = attribute(1, 30, NOW, [touch(AttributedBy.CLICK_ID, program=2)])
+    assert found.touch is None
+
+
+def test_pricing_refuses_commission_to_suspended_partner() -> None:
+    from partnerflow.core.money import Money
+
+    result = price({"type": "cps", "percent": "10"}, "EUR", "suspended", EventType.SALE,
+                   Money(Decimal(100), "EUR"))  # fmt: skip
+    assert (result.status, result.commission) == (ConversionStatus.REJECTED, None)
+
+
+def test_partial_refund_reverses_pro_rata_half_up() -> None:
+    r = reversal_for(100_000_000, 0, 33_333_333, 10_000_000, {"pending": 10_000_000}, 2)
+    assert r.entries == (("pending", -3_330_000),)
+    assert r.fully_refunded is False
+
+
+def test_last_refund_takes_all_that_stands_from_its_bucket() -> None:
+    r = reversal_for(100_000_000, 33_333_333, None, 10_000_000,
+                     {"pending": 0, "approved": 6_670_000}, 2)  # fmt: skip
+    assert r.entries == (("approved", -6_670_000),)
+    assert r.refund_micros == 66_666_667
+    assert r.fully_refunded is True
+
+
+def test_refund_beyond_the_order_is_refused() -> None:
+    with pytest.raises(InvalidInput):
+        reversal_for(10_000_000, 5_000_000, 6_000_000, 1_000_000, {"pending": 500_000}, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    order=st.integers(1, 10**10),
+    commission=st.integers(0, 10**9),
+    cuts=st.lists(st.integers(1, 100), min_size=1, max_size=6),
+)
+def test_refunds_never_reverse_more_than_the_commission(
+    order: int, commission: int, cuts: list[int]
+) -> None:
+    refunded = 0
+    standing = commission
+    for cut in cuts:
+        amount = min(order * cut // 100, order - refunded) or None
+        if refunded >= order:
+            break
+        r = reversal_for(order, refunded, amount, commission, {"pending": standing}, 2)
+        refunded += r.refund_micros
+        standing += sum(m for _, m in r.entries)
+        assert standing >= 0
+        if r.fully_refunded:
+            assert standing == 0

@@ -1,0 +1,70 @@
+"""Click query parsing: sub-ids, UTM passthrough, malformed input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from partnerflow.core.errors import InvalidInput
+from partnerflow.tracking.clicks import (
+    LinkTarget,
+    click_params,
+    landing_url,
+    parse_query,
+    read_cookies,
+)
+
+TARGET = LinkTarget(
+    link_id=1, code="abc", program_id=1, offer_id=1, partner_id=1,
+    landing_url="https://shop.example.com/l?ref=pf", allowed_domains=(),
+    offer_status="active", partner_status="active", cookie_window_days=30,
+)  # fmt: skip
+
+
+def test_sub_ids_and_utm_are_parsed_and_utm_passed_through() -> None:
+    query = parse_query(b"sub1=a%20b&sub3=c&utm_source=blog&utm_medium=&other=x&qr=1")
+    params = click_params(query, {"sub2": "default", "sub3": "overridden"})
+    assert params.sub_ids == {"sub1": "a b", "sub2": "default", "sub3": "c"}
+    assert params.utm == (("utm_source", "blog"),)
+    assert params.qr is True
+    assert landing_url(TARGET, params, "cid") == (
+        "https://shop.example.com/l?ref=pf&utm_source=blog&click_id=cid"
+    )
+
+
+def test_malformed_sub_ids_are_dropped_with_a_reason() -> None:
+    params = click_params(parse_query(b"sub1=" + b"x" * 300 + b"&sub2=a%01b&sub3=ok"))
+    assert params.sub_ids == {"sub3": "ok"}
+    assert params.dropped == ("sub1:too long", "sub2:control characters")
+
+
+@pytest.mark.parametrize(
+    "raw", [b"sub1=%ff%fe", b"sub1=\xff", b"x=" + b"a" * 5000, b"&".join([b"a=1"] * 100)]
+)
+def test_bad_query_strings_raise_invalid_input(raw: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        parse_query(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_query_parsing_never_fails_otherwise(raw: bytes) -> None:
+    try:
+        query = parse_query(raw)
+    except InvalidInput:
+        return
+    params = click_params(query)
+    for value in params.sub_ids.values():
+        assert len(value) <= 255
+        assert all(ord(ch) >= 32 and ord(ch) != 127 for ch in value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_cookie_header_parsing_never_raises(header: str) -> None:
+    assert isinstance(read_cookies(header), dict)
+
+
+def test_cookie_parsing_reads_first_value() -> None:
+    assert read_cookies('a=1; pf_vid="x"; a=2; junk') == {"a": "1", "pf_vid": "x"}
