@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -259,4 +260,172 @@ audit_log = Table(
     Column("entity_id", String(64), nullable=False),
     Column("detail", JSON, nullable=False),
     Index("ix_audit_log_entity", "entity_type", "entity_id"),
+)
+
+# --- Caps, goals, partner targets, ad spend (migration 0004) ---------------------------
+
+# A cap rule. `scope_key` is 'o<offer>|p<partner>|<metric>|<period>' while the rule is active
+# and NULL once retired: the unique constraint refuses two overlapping active rules even when
+# two managers save at the same moment. Limits are integer units (a count, or micro-units).
+caps = Table(
+    "caps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("offer_id", Integer, ForeignKey("offers.id")),
+    Column("partner_id", Integer, ForeignKey("partners.id")),
+    Column("metric", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("limit_units", BigInteger, nullable=False),
+    Column("alert_thresholds", JSON, nullable=False),
+    Column("adaptive", JSON),
+    Column("active", Boolean, nullable=False),
+    Column("scope_key", String(96)),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("program_id", "scope_key", name="uq_caps_program_scope_key"),
+    CheckConstraint("limit_units >= 0", name="limit_not_negative"),
+    CheckConstraint("offer_id IS NOT NULL OR partner_id IS NOT NULL", name="has_scope"),
+    Index("ix_caps_program", "program_id"),
+)
+
+# One counter per cap and period ('cap:7:2026-03-02'), moved only by a guarded UPDATE.
+cap_usage = Table(
+    "cap_usage",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("cap_id", Integer, nullable=False),
+    Column("used", BigInteger, nullable=False),
+    _ts("expires_at"),
+    Index("ix_cap_usage_cap", "cap_id"),
+)
+
+# A granted reservation that may still be released (its charges, to give back once).
+cap_reservations = Table(
+    "cap_reservations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("charges", JSON, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("expires_at"),
+    Index("ix_cap_reservations_expires", "expires_at"),
+)
+
+# Every change of a cap with its inputs and reason; adaptive runs carry a run_key so a
+# re-run for the same period is a no-op.
+cap_changes = Table(
+    "cap_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cap_id", Integer, ForeignKey("caps.id"), nullable=False),
+    _ts("at", nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("old_limit_units", BigInteger),
+    Column("new_limit_units", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("run_key", String(64)),
+    UniqueConstraint("cap_id", "run_key", name="uq_cap_changes_cap_run"),
+    Index("ix_cap_changes_cap_at", "cap_id", "at"),
+)
+
+cap_alerts = Table(
+    "cap_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cap_id", Integer, ForeignKey("caps.id"), nullable=False),
+    Column("period_key", String(16), nullable=False),
+    Column("threshold", String(8), nullable=False),
+    Column("used_units", BigInteger, nullable=False),
+    Column("limit_units", BigInteger, nullable=False),
+    Column("message", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("cap_id", "period_key", "threshold", name="uq_cap_alerts_once"),
+)
+
+# Notices queued for partners ("why my cap changed"); messaging delivers them later.
+cap_notices = Table(
+    "cap_notices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("delivered_at"),
+    UniqueConstraint("kind", "ref", "partner_id", name="uq_cap_notices_once"),
+    Index("ix_cap_notices_partner", "partner_id", "status"),
+)
+
+# Program objectives; period_key '*' means every period of that kind.
+goals = Table(
+    "goals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("metric", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("period_key", String(16), nullable=False),
+    Column("target_units", BigInteger, nullable=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("program_id", "metric", "period", "period_key", name="uq_goals_identity"),
+    CheckConstraint("target_units >= 0", name="target_not_negative"),
+)
+
+# Per-partner targets: absolute (target_units) or growth (+growth_percent over the previous
+# period's actual). `bonus_id` names the commission-plan bonus it unlocks, if any.
+partner_targets = Table(
+    "partner_targets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False),
+    Column("metric", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("period_key", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target_units", BigInteger),
+    Column("growth_percent", String(16)),
+    Column("bonus_id", String(64)),
+    _ts("created_at", nullable=False),
+    UniqueConstraint(
+        "partner_id", "metric", "period", "period_key", name="uq_partner_targets_identity"
+    ),
+    CheckConstraint("kind IN ('absolute', 'growth')", name="kind"),
+)
+
+# Targets met, recorded once per period so a bonus is never triggered twice.
+target_achievements = Table(
+    "target_achievements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("target_id", Integer, ForeignKey("partner_targets.id"), nullable=False),
+    Column("period_key", String(16), nullable=False),
+    Column("actual_units", BigInteger, nullable=False),
+    Column("target_units", BigInteger, nullable=False),
+    _ts("met_at", nullable=False),
+    UniqueConstraint("target_id", "period_key", name="uq_target_achievements_once"),
+)
+
+ad_spend = Table(
+    "ad_spend",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("campaign", String(128), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id")),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("batch_id", String(32), nullable=False),
+    _ts("imported_at", nullable=False),
+    CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
+    Index("ix_ad_spend_program_day", "program_id", "day"),
 )

@@ -1,0 +1,298 @@
+"""Ad spend: CSV parsing with a row-by-row error report, cost KPIs and budget suggestions.
+
+Formulas (per channel, campaign or partner, over a date range):
+  CPC = spend / clicks      CPL = spend / leads      CPA = spend / sales
+  ROAS = revenue / spend    profit = revenue - spend - partner commissions
+Outcomes (clicks, leads, sales, revenue, commissions) come from the partner a spend row
+names, on that row's day; when several rows fund the same partner on the same day, each gets
+a share of that day's outcomes proportional to its spend. Rows without a partner carry cost
+but no attributed outcomes.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from partnerflow.core.errors import InvalidInput
+from partnerflow.core.ids import PartnerId
+from partnerflow.core.money import MAX_AMOUNT, check_currency
+
+REQUIRED = ("day", "channel", "campaign", "amount")
+OPTIONAL = ("partner", "currency")
+MAX_ROWS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    day: date
+    channel: str
+    campaign: str
+    partner_id: PartnerId | None
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpendParse:
+    rows: tuple[SpendRow, ...]
+    errors: tuple[str, ...]  # 'line 3: unknown partner 'bob@x'' ... (header is line 1)
+
+
+def _text(value: str | None, name: str, limit: int) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise ValueError(f"empty {name}")
+    if len(text) > limit:
+        raise ValueError(f"{name} longer than {limit} characters")
+    return text
+
+
+def parse_spend_row(
+    raw: Mapping[str, str | None],
+    *,
+    currency: str,
+    today: date,
+    partners: Mapping[str, PartnerId],
+) -> SpendRow:
+    """One row from a CSV or an API call; raises ValueError with the reason."""
+    day_text = (raw.get("day") or raw.get("date") or "").strip()
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        raise ValueError(f"bad day {day_text[:32]!r} (want YYYY-MM-DD)") from None
+    if day > today:
+        raise ValueError(f"day {day} is in the future (today is {today})")
+    channel = _text(raw.get("channel"), "channel", 64).lower()
+    campaign = _text(raw.get("campaign"), "campaign", 128)
+    partner_ref = (raw.get("partner") or "").strip()
+    partner_id: PartnerId | None = None
+    if partner_ref:
+        found = partners.get(partner_ref.lower())
+        if found is None:
+            raise ValueError(f"unknown partner {partner_ref[:64]!r}")
+        partner_id = found
+    amount_text = (raw.get("amount") or "").strip()
+    try:
+        amount = Decimal(amount_text)
+    except InvalidOperation:
+        raise ValueError(f"amount {amount_text[:32]!r} is not a number") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"amount {amount_text[:32]!r} must be a non-negative number")
+    if amount > MAX_AMOUNT or amount != amount.quantize(Decimal("0.000001")):
+        raise ValueError(f"amount {amount_text[:32]!r} is out of range or too precise")
+    row_currency = (raw.get("currency") or "").strip().upper() or currency
+    if row_currency != currency:
+        raise ValueError(f"currency {row_currency[:8]!r} differs from the program's {currency}")
+    return SpendRow(day, channel, campaign, partner_id, amount, currency)
+
+
+def parse_spend_csv(
+    text: str, *, currency: str, today: date, partners: Mapping[str, PartnerId]
+) -> SpendParse:
+    """Parse every row and collect every error (the caller imports nothing if any)."""
+    check_currency(currency)
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED if c not in header and not (c == "day" and "date" in header)]
+    if missing:
+        return SpendParse((), (f"line 1: header lacks {', '.join(missing)}",))
+    unknown = [h for h in header if h not in (*REQUIRED, *OPTIONAL, "date")]
+    if unknown:
+        return SpendParse((), (f"line 1: unknown column(s) {', '.join(unknown)}",))
+    reader.fieldnames = header
+    rows: list[SpendRow] = []
+    errors: list[str] = []
+    seen: dict[tuple[object, ...], int] = {}
+    for raw in reader:
+        line = reader.line_num
+        if len(rows) + len(errors) >= MAX_ROWS:
+            errors.append(f"line {line}: more than {MAX_ROWS} rows; split the file")
+            break
+        if None in raw:
+            errors.append(f"line {line}: more fields than the header")
+            continue
+        try:
+            row = parse_spend_row(raw, currency=currency, today=today, partners=partners)
+        except (ValueError, InvalidInput) as exc:
+            errors.append(f"line {line}: {exc}")
+            continue
+        identity = (row.day, row.channel, row.campaign, row.partner_id)
+        if identity in seen:
+            errors.append(
+                f"line {line}: duplicates line {seen[identity]} (same day, channel, "
+                "campaign and partner)"
+            )
+            continue
+        seen[identity] = line
+        rows.append(row)
+    if not rows and not errors:
+        errors.append("the file has no data rows")
+    return SpendParse(tuple(rows), tuple(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    clicks: Decimal = Decimal(0)
+    leads: Decimal = Decimal(0)
+    sales: Decimal = Decimal(0)
+    revenue: Decimal = Decimal(0)
+    payout: Decimal = Decimal(0)
+
+    def scaled(self, share: Decimal) -> Outcome:
+        return Outcome(*(getattr(self, f) * share for f in _FIELDS))
+
+    def __add__(self, other: Outcome) -> Outcome:
+        return Outcome(*(getattr(self, f) + getattr(other, f) for f in _FIELDS))
+
+
+_FIELDS = ("clicks", "leads", "sales", "revenue", "payout")
+
+
+class Dimension(enum.StrEnum):
+    CHANNEL = "channel"
+    CAMPAIGN = "campaign"
+    PARTNER = "partner"
+
+
+@dataclass(frozen=True, slots=True)
+class SpendKpis:
+    key: str
+    spend: Decimal
+    outcome: Outcome
+    cpc: Decimal | None
+    cpl: Decimal | None
+    cpa: Decimal | None
+    roas: Decimal | None
+    profit: Decimal
+
+
+def _ratio(num: Decimal, den: Decimal, places: str = "0.01") -> Decimal | None:
+    if den == 0:
+        return None
+    return (num / den).quantize(Decimal(places), rounding=ROUND_HALF_UP)
+
+
+def kpis(key: str, spend: Decimal, outcome: Outcome) -> SpendKpis:
+    return SpendKpis(
+        key=key,
+        spend=spend,
+        outcome=outcome,
+        cpc=_ratio(spend, outcome.clicks, "0.0001"),
+        cpl=_ratio(spend, outcome.leads),
+        cpa=_ratio(spend, outcome.sales),
+        roas=_ratio(outcome.revenue, spend),
+        profit=(outcome.revenue - spend - outcome.payout).quantize(
+            Decimal("0.01"), rounding=ROUND_HALF_UP
+        ),
+    )
+
+
+def _key(row: SpendRow, dimension: Dimension) -> str:
+    if dimension is Dimension.CHANNEL:
+        return row.channel
+    if dimension is Dimension.CAMPAIGN:
+        return f"{row.channel}/{row.campaign}"
+    return "(no partner)" if row.partner_id is None else str(row.partner_id)
+
+
+def report(
+    rows: Iterable[SpendRow],
+    outcomes: Mapping[tuple[PartnerId, date], Outcome],
+    dimension: Dimension,
+) -> list[SpendKpis]:
+    """KPIs per channel, campaign or partner; outcomes of a (partner, day) are split among
+    the rows funding that partner that day in proportion to their spend."""
+    rows = list(rows)
+    funded: dict[tuple[PartnerId, date], Decimal] = {}
+    for row in rows:
+        if row.partner_id is not None:
+            k = (row.partner_id, row.day)
+            funded[k] = funded.get(k, Decimal(0)) + row.amount
+    spend: dict[str, Decimal] = {}
+    got: dict[str, Outcome] = {}
+    for row in rows:
+        key = _key(row, dimension)
+        spend[key] = spend.get(key, Decimal(0)) + row.amount
+        got.setdefault(key, Outcome())
+        if row.partner_id is None:
+            continue
+        k = (row.partner_id, row.day)
+        outcome = outcomes.get(k)
+        if outcome is None:
+            continue
+        total = funded[k]
+        share = (
+            Decimal(1) / sum(1 for r in rows if (r.partner_id, r.day) == k)
+            if total == 0
+            else (row.amount / total)
+        )
+        got[key] = got[key] + outcome.scaled(share)
+    return [kpis(key, spend[key], got[key]) for key in sorted(spend)]
+
+
+class Verdict(enum.StrEnum):
+    SCALE = "scale"
+    HOLD = "hold"
+    CUT = "cut"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPolicy:
+    target_roas: Decimal = Decimal(2)
+    scale_margin: Decimal = Decimal("1.25")  # scale when ROAS >= target x margin
+    min_clicks: int = 100  # below this and min_sales, the data says nothing yet
+    min_sales: int = 5
+    scale_step_percent: Decimal = Decimal(20)
+    cut_step_percent: Decimal = Decimal(50)
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    key: str
+    verdict: Verdict
+    budget_change_percent: Decimal
+    reason: str
+    kpis: SpendKpis = field(repr=False)
+
+
+def suggest(
+    rows: Iterable[SpendKpis], currency: str, policy: BudgetPolicy | None = None
+) -> list[Suggestion]:
+    """Scale, hold or cut each line, with the reason in one sentence."""
+    p = policy or BudgetPolicy()
+    out = []
+    for k in rows:
+        roas = "n/a" if k.roas is None else f"{k.roas}"
+        profit = f"{k.profit} {currency}"
+        if k.spend == 0:
+            verdict, change, why = Verdict.HOLD, Decimal(0), "no spend in the range"
+        elif k.outcome.clicks < p.min_clicks and k.outcome.sales < p.min_sales:
+            verdict, change = Verdict.HOLD, Decimal(0)
+            why = (
+                f"not enough data yet ({k.outcome.clicks.normalize():f} clicks < {p.min_clicks}"
+                f", {k.outcome.sales.normalize():f} sales < {p.min_sales})"
+            )
+        elif k.profit < 0:
+            verdict, change = Verdict.CUT, -p.cut_step_percent
+            why = f"ROAS {roas} and profit {profit}: revenue does not cover spend and commissions"
+        elif k.roas is not None and k.roas >= p.target_roas * p.scale_margin:
+            verdict, change = Verdict.SCALE, p.scale_step_percent
+            why = (
+                f"ROAS {roas} >= {(p.target_roas * p.scale_margin).normalize():f} "
+                f"({p.scale_margin.normalize():f} x target {p.target_roas.normalize():f}) "
+                f"and profit {profit}"
+            )
+        elif k.roas is not None and k.roas < p.target_roas:
+            verdict, change = Verdict.HOLD, Decimal(0)
+            why = f"profitable ({profit}) but ROAS {roas} is below the target {p.target_roas}"
+        else:
+            verdict, change = Verdict.HOLD, Decimal(0)
+            why = f"ROAS {roas} on target, profit {profit}"
+        out.append(Suggestion(k.key, verdict, change, why, k))
+    return out

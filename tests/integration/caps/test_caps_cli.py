@@ -1,0 +1,182 @@
+"""`partnerflow caps|goals|spend` through typer's CliRunner on a real SQLite database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from tests.factories import make_world
+from typer.testing import CliRunner
+
+from partnerflow.bootstrap import build
+from partnerflow.cli import caps as caps_cli
+from partnerflow.cli import goals as goals_cli
+from partnerflow.cli import spend as spend_cli
+from partnerflow.cli.runtime import reset_services
+from partnerflow.config import Settings
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("PARTNERFLOW_DATABASE_URL", url)
+    svc = build(Settings(database_url=url))
+    svc.migrate()
+    make_world(svc)
+    svc.close()
+    root = typer.Typer()
+    root.add_typer(caps_cli.app, name="caps")
+    root.add_typer(goals_cli.app, name="goals")
+    root.add_typer(spend_cli.app, name="spend")
+    reset_services()
+    yield root
+    reset_services()
+
+
+def run(cli: typer.Typer, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    reset_services()
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_caps_set_list_usage_history(cli: typer.Typer) -> None:
+    code, out, _ = run(
+        cli,
+        "caps",
+        "set",
+        "--metric",
+        "clicks",
+        "--limit",
+        "100",
+        "--offer",
+        "1",
+        "--partner",
+        "1",
+        "--alerts",
+        "80,90",
+    )
+    assert code == 0
+    assert out.strip() == "saved: hard cap #1: 100 clicks per day for partner 1 on offer 1"
+    code, out, _ = run(cli, "caps", "list", "--json")
+    assert code == 0
+    [cap] = json.loads(out)
+    assert (cap["limit"], cap["scope"], cap["alerts"]) == ("100", "partner_offer", ["80", "90"])
+    code, out, _ = run(cli, "caps", "usage", "--json")
+    assert (code, json.loads(out)[0]["used"]) == (0, "0")
+    code, out, _ = run(
+        cli,
+        "caps",
+        "set",
+        "--cap",
+        "1",
+        "--metric",
+        "clicks",
+        "--limit",
+        "50",
+        "--offer",
+        "1",
+        "--partner",
+        "1",
+        "--reason",
+        "slow week",
+    )
+    assert code == 0
+    code, out, _ = run(cli, "caps", "history", "--json")
+    assert [h["reason"] for h in json.loads(out)] == [
+        "manual change: set to 100",
+        "slow week: changed 100 → 50",
+    ]
+
+
+def test_caps_errors_exit_non_zero_with_a_message(cli: typer.Typer) -> None:
+    code, _, err = run(cli, "caps", "set", "--metric", "clicks", "--limit", "-3", "--offer", "1")
+    assert code == 2 and "limit must not be negative" in err
+    code, _, err = run(cli, "caps", "set", "--metric", "clicks", "--limit", "3", "--offer", "9")
+    assert code == 3 and "offer 9 not found" in err
+    run(cli, "caps", "set", "--metric", "clicks", "--limit", "3", "--offer", "1")
+    code, _, err = run(cli, "caps", "set", "--metric", "clicks", "--limit", "5", "--offer", "1")
+    assert code == 4 and "overlaps cap #1" in err
+
+
+def test_caps_recompute_is_idempotent(cli: typer.Typer, tmp_path: Path) -> None:
+    run(
+        cli,
+        "caps",
+        "set",
+        "--metric",
+        "conversions",
+        "--limit",
+        "100",
+        "--offer",
+        "1",
+        "--partner",
+        "1",
+        "--adaptive-min",
+        "50",
+        "--adaptive-max",
+        "200",
+        "--max-step",
+        "20",
+    )
+    quality = tmp_path / "q.json"
+    quality.write_text('{"1": 90}')
+    code, out, _ = run(cli, "caps", "recompute", "--quality-file", str(quality), "--json")
+    assert code == 0
+    [item] = json.loads(out)
+    assert item["reason"] == ("not enough data (0 clicks < 100) → cap held at 100 (max step 20%)")
+    code, out, _ = run(cli, "caps", "recompute", "--json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_goals_and_spend_commands(cli: typer.Typer, tmp_path: Path) -> None:
+    code, out, _ = run(cli, "goals", "set", "--metric", "sales", "--target", "100")
+    assert (code, out.strip()) == (0, "goal 1: 100 sales per month")
+    code, out, _ = run(
+        cli,
+        "goals",
+        "set",
+        "--metric",
+        "revenue",
+        "--partner",
+        "1",
+        "--growth",
+        "10",
+        "--bonus",
+        "q1-bonus",
+    )
+    assert code == 0
+    code, out, _ = run(cli, "goals", "list", "--json")
+    assert [g["kind"] for g in json.loads(out)] == ["goal", "target (growth)"]
+    code, out, _ = run(cli, "goals", "progress", "--json")
+    assert code == 0 and len(json.loads(out)["progress"]) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("day,channel,campaign,partner,amount\n2999-01-01,meta,x,1,5\n")
+    code, _, err = run(cli, "spend", "import", str(bad))
+    assert (
+        code == 2 and "nothing imported" in err and "line 2: day 2999-01-01 is in the future" in err
+    )
+    good = tmp_path / "good.csv"
+    good.write_text("day,channel,campaign,partner,amount\n2020-01-01,meta,x,1,5\n")
+    code, out, _ = run(cli, "spend", "import", str(good))
+    assert (code, out.strip()) == (0, "imported 1 spend rows into acme")
+    code, out, _ = run(
+        cli, "spend", "suggest", "--from", "2020-01-01", "--to", "2020-01-31", "--json"
+    )
+    [line] = json.loads(out)
+    assert (line["key"], line["verdict"]) == ("meta", "hold")
+    code, out, _ = run(
+        cli,
+        "spend",
+        "report",
+        "--by",
+        "partner",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2020-01-02",
+        "--json",
+    )
+    assert json.loads(out)[0]["spend"] == "5"
