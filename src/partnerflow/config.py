@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_SECRET_KEY = "partnerflow-insecure-default-secret-change-me"  # noqa: S105
-_SECRET_FIELDS = {"secret_key"}
+_SECRET_FIELDS = {"secret_key", "smtp_password"}
 
 
 class Settings(BaseSettings):
@@ -41,6 +41,19 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = "FULL"
     # Visitors' repeat clicks on the same link inside this window are not unique.
     unique_click_window_seconds: int = Field(default=86_400, ge=1)
+    # Outgoing e-mail (password resets, announcements). Without smtp_host, mail is kept in
+    # memory and logged: fine for a demo, never for production.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "partnerflow@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    # Webhooks and partner postbacks never go to private or loopback addresses (SSRF),
+    # unless this is set (tests, or an intranet deployment that needs it).
+    allow_private_webhook_targets: bool = False
+    # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR ranges).
+    trusted_proxies: tuple[str, ...] = ()
     config_file: Path | None = None
 
     @field_validator("database_url")
@@ -89,11 +102,13 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if name in _SECRET_FIELDS:
-                out[name] = "***"
+                out[name] = None if value is None else "***"
             elif isinstance(value, str) and "://" in value:
                 out[name] = _redact_url(value)
             elif isinstance(value, Path):
                 out[name] = str(value)
+            elif isinstance(value, tuple):
+                out[name] = list(value)
             else:
                 out[name] = value
         return out

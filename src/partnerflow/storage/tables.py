@@ -262,6 +262,46 @@ audit_log = Table(
     Index("ix_audit_log_entity", "entity_type", "entity_id"),
 )
 
+# --- Web: sessions, password resets, login attempts (migration 0003) -------------------
+# Only SHA-256 digests of session and reset tokens are stored: a leaked database does not
+# hand out live sessions or reset links.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("last_seen_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    Column("ip", String(45)),
+    Column("user_agent", String(300)),
+    Index("ix_web_sessions_user", "user_id"),
+    Index("ix_web_sessions_expires", "expires_at"),
+)
+
+password_reset_tokens = Table(
+    "password_reset_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    _ts("used_at"),
+)
+
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("ip", String(45), nullable=False),
+    _ts("at", nullable=False),
+    Column("succeeded", Boolean, nullable=False),
+    Index("ix_login_attempts_email_ip_at", "email", "ip", "at"),
+)
+
 # --- Caps, goals, partner targets, ad spend (migration 0004) ---------------------------
 
 # A cap rule. `scope_key` is 'o<offer>|p<partner>|<metric>|<period>' while the rule is active
@@ -428,4 +468,12 @@ ad_spend = Table(
     _ts("imported_at", nullable=False),
     CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
     Index("ix_ad_spend_program_day", "program_id", "day"),
+)
+
+# Dashboard series read commission entries per program and day; without this index every
+# day's range scans the whole ledger.
+Index(
+    "ix_commission_entries_program_created",
+    commission_entries.c.program_id,
+    commission_entries.c.created_at,
 )

@@ -1,0 +1,111 @@
+"""Benchmark: server-side render time of the dashboard and portal pages on demo data.
+
+Seeds the demo (`partnerflow.demo.seed.seed_demo`, default 200,000 clicks over 90 days,
+about 200 partners) into a fresh SQLite file, logs in as the demo admin and the demo
+partner, and times each page through the ASGI app in-process (no network): median and p95
+of N requests after a warm-up. The target is a median under 200 ms per page (issue 8).
+As a reference measured in the same run, it also times a static file (/static/app.css)
+through the same middleware stack, and reports each page as a ratio of that.
+
+Usage: python bench/bench_pages.py [--clicks 200000] [--runs 15] [--database-url URL]
+Exit status 1 when a page's median is over the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from partnerflow.bootstrap import build
+from partnerflow.config import Settings
+from partnerflow.core.clock import SystemClock
+from partnerflow.demo.seed import DEMO_LOGINS, seed_demo
+from partnerflow.web.ui import create_ui_app
+
+BUDGET_MS = 200.0
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+ADMIN_PAGES = [
+    "/admin",
+    "/admin/partners",
+    "/admin/partners?status=active&q=a",
+    "/admin/offers",
+    "/admin/conversions",
+    "/admin/audit",
+]
+PARTNER_PAGES = ["/portal", "/portal/links", "/portal/coupons", "/portal/conversions"]
+
+
+async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
+    page = await client.get("/login")
+    token = CSRF_RE.search(page.text)
+    assert token, "login page has no CSRF token"
+    response = await client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token.group(1)}
+    )
+    assert response.status_code == 303, response.text[:500]
+
+
+async def _time(client: httpx.AsyncClient, path: str, runs: int) -> tuple[float, float]:
+    await client.get(path)  # warm-up
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        response = await client.get(path)
+        samples.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, (path, response.status_code)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+    return statistics.median(samples), p95
+
+
+async def run(database_url: str, clicks: int, runs: int) -> int:
+    services = build(Settings(database_url=database_url, sqlite_synchronous="NORMAL"))
+    services.migrate()
+    started = time.perf_counter()
+    seed_demo(services.engine, SystemClock(), clicks=clicks, reset=True)
+    print(f"seeded {clicks:,} clicks in {time.perf_counter() - started:.1f} s")
+    app = create_ui_app(services)
+    logins = {login.role: login for login in DEMO_LOGINS}
+    failures = 0
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://bench") as admin,
+        httpx.AsyncClient(transport=transport, base_url="http://bench") as partner,
+    ):
+        await _login(admin, logins["admin"].email, logins["admin"].password)
+        await _login(partner, logins["partner"].email, logins["partner"].password)
+        ref, _ = await _time(admin, "/static/app.css", runs)
+        print(f"reference /static/app.css: median {ref:.2f} ms\n")
+        print(f"{'page':42} {'median ms':>10} {'p95 ms':>8} {'x ref':>7}  budget")
+        for client, pages in ((admin, ADMIN_PAGES), (partner, PARTNER_PAGES)):
+            for path in pages:
+                median, p95 = await _time(client, path, runs)
+                ok = median <= BUDGET_MS
+                failures += not ok
+                verdict = "ok" if ok else "OVER"
+                print(f"{path:42} {median:10.1f} {p95:8.1f} {median / ref:7.1f}  {verdict}")
+    services.close()
+    return 1 if failures else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        sys.exit(asyncio.run(run(url, args.clicks, args.runs)))
+
+
+if __name__ == "__main__":
+    main()

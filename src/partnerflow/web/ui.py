@@ -1,0 +1,135 @@
+"""The web UI application: dashboard, partner portal, login, public program pages.
+
+`create_ui_app(services)` returns a Starlette app. The tracking app (`web.app`) serves the
+hot-path endpoints itself and hands every other path to this one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from partnerflow.bootstrap import Services
+from partnerflow.storage.catalog import SqlPrograms
+from partnerflow.web.auth import routes as auth_routes
+from partnerflow.web.auth import signup
+from partnerflow.web.auth.access import current_user, home_for
+from partnerflow.web.auth.mail import EmailSender, LogEmailSender, SmtpEmailSender
+from partnerflow.web.auth.middleware import MAX_BODY, AuthMiddleware
+from partnerflow.web.dashboard import routes as dashboard_routes
+from partnerflow.web.portal import routes as portal_routes
+from partnerflow.web.rendering import STATIC_DIR, load, make_templates, render
+
+log = logging.getLogger("partnerflow.web")
+
+# Pages use only our own files: no inline script, no third-party origin, no framing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                if scope["path"].startswith(("/admin", "/portal", "/login", "/password")):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def default_email_sender(services: Services) -> EmailSender:
+    """SMTP when configured (settings `smtp_host` etc., once they exist), else in memory."""
+    settings: Any = services.settings
+    host = getattr(settings, "smtp_host", None)
+    if not host:
+        return LogEmailSender()
+    secret = getattr(settings, "smtp_password", None)
+    password = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    return SmtpEmailSender(
+        host=str(host),
+        port=int(getattr(settings, "smtp_port", 25)),
+        sender=str(getattr(settings, "smtp_from", "partnerflow@localhost")),
+        username=getattr(settings, "smtp_username", None),
+        password=password,
+        starttls=bool(getattr(settings, "smtp_starttls", False)),
+    )
+
+
+def _public_programs(conn: Any) -> list[Any]:
+    return SqlPrograms(conn).list()
+
+
+async def home(request: Request) -> Response:
+    user = current_user(request)
+    if user is not None:
+        return RedirectResponse(home_for(user), status_code=303)
+    programs = await load(request, _public_programs)
+    return render(request, "public/home.html", {"programs": programs})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return Response("Method not allowed", status_code=405)
+    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found"}
+    return render(
+        request,
+        "error.html",
+        {"title": titles.get(exc.status_code, "Error"), "message": exc.detail},
+        status_code=exc.status_code,
+    )
+
+
+def create_ui_app(
+    services: Services, *, email_sender: EmailSender | None = None, max_body: int = MAX_BODY
+) -> Starlette:
+    routes = [
+        Route("/", home, methods=["GET"]),
+        *auth_routes.routes(),
+        *signup.routes(),
+        *dashboard_routes.routes(),
+        *portal_routes.routes(),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(AuthMiddleware, services=services, max_body=max_body),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.services = services
+    app.state.templates = make_templates()
+    app.state.email_sender = email_sender or default_email_sender(services)
+    return app
