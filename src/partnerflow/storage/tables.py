@@ -302,6 +302,195 @@ login_attempts = Table(
     Index("ix_login_attempts_email_ip_at", "email", "ip", "at"),
 )
 
+# --- API, webhooks, postbacks, communications (migration 0005) -------------------------
+# API keys: only the SHA-256 digest of the token is stored. Tokens carry 256 random bits, so
+# a fast hash is enough (nobody can brute-force the pre-image); a slow password KDF would
+# only slow every API call down.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("program_id", Integer, ForeignKey("programs.id")),
+    Column("partner_id", Integer, ForeignKey("partners.id")),
+    _ts("created_at", nullable=False),
+    _ts("last_used_at"),
+    _ts("revoked_at"),
+)
+
+# Transactional outbox: a domain event is written in the same transaction as the change it
+# announces, and delivered (webhooks, postbacks) only after that transaction committed.
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", String(32), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("program_id", Integer),
+    Column("partner_id", Integer),
+    Column("payload", JSON, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("dispatched_at"),
+    Index("ix_outbox_events_dispatched", "dispatched_at"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(80), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("description", String(200), nullable=False, default=""),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("disabled_reason", Text),
+    _ts("created_at", nullable=False),
+)
+
+# A partner's own server-to-server postback (their tracker), with {macros}.
+partner_postbacks = Table(
+    "partner_postbacks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False, index=True),
+    Column("url_template", Text, nullable=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    _ts("created_at", nullable=False),
+)
+
+# One row per (event, target): the delivery log. `next_attempt_at` doubles as a lease: a
+# runner claims a row by moving it forward, so two runners never send the same attempt.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", String(32), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    # 'endpoint:<id>' or 'postback:<id>': one delivery per event and target.
+    Column("target", String(32), nullable=False),
+    Column("endpoint_id", Integer, ForeignKey("webhook_endpoints.id")),
+    Column("postback_id", Integer, ForeignKey("partner_postbacks.id")),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("next_attempt_at", nullable=False),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    _ts("created_at", nullable=False),
+    _ts("delivered_at"),
+    UniqueConstraint("event_id", "target", name="uq_webhook_deliveries_event_target"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("delivery_id", Integer, ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    _ts("at", nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+)
+
+# Inbound order integrations: the shared secret each shop/billing system signs with.
+order_integrations = Table(
+    "order_integrations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("secret", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("program_id", "provider", name="uq_order_integrations_program_provider"),
+)
+
+announcements = Table(
+    "announcements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("segment", JSON, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("recipients", Integer, nullable=False, default=0),
+    _ts("created_at", nullable=False),
+)
+
+# The portal inbox: one row per (announcement, partner), rendered for that partner.
+inbox_items = Table(
+    "inbox_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("announcement_id", Integer, ForeignKey("announcements.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False, index=True),
+    Column("subject", String(200), nullable=False),
+    Column("body_html", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("read_at"),
+    UniqueConstraint("announcement_id", "partner_id", name="uq_inbox_items_announcement_partner"),
+)
+
+# E-mail outbox: `idempotency_key` (one per recipient and message) makes queueing
+# re-runnable and is sent as the Message-ID so a receiving server can drop a duplicate.
+email_outbox = Table(
+    "email_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("program_id", Integer),
+    Column("partner_id", Integer),
+    Column("to_address", String(320), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("body_text", Text, nullable=False),
+    Column("body_html", Text, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("next_attempt_at", nullable=False),
+    Column("last_error", Text),
+    _ts("created_at", nullable=False),
+    _ts("sent_at"),
+    Index("ix_email_outbox_due", "status", "next_attempt_at"),
+    CheckConstraint("status IN ('pending', 'sent', 'failed', 'skipped')", name="status"),
+)
+
+# Two-way messages between a partner and the program's managers.
+partner_messages = Table(
+    "partner_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False),
+    Column("sender", String(16), nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("read_at"),
+    Index("ix_partner_messages_thread", "program_id", "partner_id"),
+    CheckConstraint("sender IN ('partner', 'manager')", name="sender"),
+)
+
+unsubscribes = Table(
+    "unsubscribes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("program_id", "partner_id", name="uq_unsubscribes_program_partner"),
+)
+
 # --- Caps, goals, partner targets, ad spend (migration 0004) ---------------------------
 
 # A cap rule. `scope_key` is 'o<offer>|p<partner>|<metric>|<period>' while the rule is active

@@ -1,0 +1,302 @@
+"""The REST API: auth and scopes, partner isolation, pagination, errors, conversions with
+their explanation, CSV imports and signed inbound order webhooks."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+from tests.factories import make_coupon, make_partner
+
+from partnerflow.messaging.signatures import shopify_hmac, sign
+from partnerflow.storage import tables as t
+from partnerflow.storage.api_keys import create_key, revoke
+
+from .conftest import Api, bearer
+
+V1 = "/api/v1"
+
+
+def count(api: Api, table: object) -> int:
+    with api.services.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def test_openapi_spec_is_served(api: Api) -> None:
+    spec = api.client.get(f"{V1}/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert "/partners/{partner_id}/status" in spec["paths"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_missing_unknown_and_revoked_keys_get_401(api: Api) -> None:
+    assert api.client.get(f"{V1}/programs").json() == {
+        "error": "unauthorized",
+        "reason": "missing Authorization: Bearer <api key>",
+    }
+    assert api.client.get(f"{V1}/programs", headers=bearer("pf_x_y")).status_code == 401
+    with api.services.engine.begin() as conn:
+        key, token = create_key(
+            conn, name="tmp", scopes=["admin:read"], now=api.services.clock.now()
+        )
+        revoke(conn, key.prefix, api.services.clock.now())
+    response = api.client.get(f"{V1}/programs", headers=bearer(token))
+    assert (response.status_code, response.json()["reason"]) == (401, "unknown or revoked API key")
+
+
+def test_stored_key_is_only_a_digest(api: Api) -> None:
+    token = api.admin["Authorization"].split()[1]
+    with api.services.engine.connect() as conn:
+        hashes = conn.execute(select(t.api_keys.c.token_hash)).scalars().all()
+    assert token not in hashes and all(len(h) == 64 for h in hashes)
+
+
+def test_scopes_are_enforced(api: Api) -> None:
+    body = {"program_id": 1, "name": "Bo", "email": "bo@x.example"}
+    denied = api.client.post(f"{V1}/partners", json=body, headers=api.reader)
+    assert denied.status_code == 403 and denied.json()["error"] == "insufficient_scope"
+    assert api.client.get(f"{V1}/programs", headers=api.partner).status_code == 403
+    assert api.client.get(f"{V1}/me", headers=api.admin).status_code == 403
+    assert count(api, t.partners) == 1
+
+
+def test_partner_key_sees_only_its_own_data(api: Api) -> None:
+    w = api.world
+    other = make_partner(api.services, w.program, email="zed@x.example")
+    make_coupon(api.services, other, w.offer, code="ZED")
+    make_coupon(api.services, w.partner, w.offer, code="ANN10")
+    for code, order in (("ZED", "z1"), ("ANN10", "a1")):
+        api.client.post(
+            f"{V1}/conversions",
+            json={"program_id": 1, "order_id": order, "amount": "100", "coupon": code},
+            headers=api.admin,
+        )
+    me = api.client.get(f"{V1}/me", headers=api.partner).json()
+    assert me["partner"]["email"] == "ann@blog.example"
+    assert [
+        c["code"] for c in api.client.get(f"{V1}/me/coupons", headers=api.partner).json()["items"]
+    ] == ["ANN10"]
+    convs = api.client.get(f"{V1}/me/conversions", headers=api.partner).json()["items"]
+    assert [(c["order_id"], c["customer_id"]) for c in convs] == [("a1", None)]
+    balances = api.client.get(f"{V1}/me/balances", headers=api.partner).json()
+    assert balances == {
+        "partner_id": w.partner.id,
+        "balances": [{"currency": "EUR", "pending": "10", "approved": "0", "paid": "0"}],
+    }
+
+
+def test_partner_status_change_uses_the_lifecycle(api: Api) -> None:
+    pid = api.world.partner.id
+    ok = api.client.post(
+        f"{V1}/partners/{pid}/status", json={"status": "suspended"}, headers=api.admin
+    )
+    assert (ok.status_code, ok.json()["status"]) == (200, "suspended")
+    bad = api.client.post(
+        f"{V1}/partners/{pid}/status", json={"status": "applied"}, headers=api.admin
+    )
+    assert bad.status_code == 409
+    assert bad.json()["error"] == "invalid_transition" and bad.json()["field"] == "status"
+
+
+def test_pagination_walks_every_item_once(api: Api) -> None:
+    for i in range(5):
+        make_partner(api.services, api.world.program, email=f"p{i}@x.example")
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = api.client.get(f"{V1}/partners", params=params, headers=api.admin).json()
+        seen += [p["id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [1, 2, 3, 4, 5, 6]
+    bad = api.client.get(f"{V1}/partners", params={"cursor": "!!"}, headers=api.admin)
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_cursor")
+
+
+def test_bad_bodies_get_clear_4xx(api: Api) -> None:
+    h = {**api.admin, "Content-Type": "application/json"}
+    malformed = api.client.post(f"{V1}/partners", content=b'{"name": ', headers=h)
+    assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
+    unknown = api.client.post(
+        f"{V1}/partners",
+        json={"program_id": 1, "name": "X", "email": "x@x.example", "nick": "x"},
+        headers=api.admin,
+    )
+    assert unknown.status_code == 422
+    assert unknown.json() == {
+        "error": "unknown_field",
+        "reason": "unknown field 'nick'",
+        "field": "nick",
+    }
+    rule = api.client.post(
+        f"{V1}/partners", json={"program_id": 1, "name": "X", "email": "nope"}, headers=api.admin
+    )
+    assert (rule.status_code, rule.json()["field"]) == (422, "email")
+    huge = api.client.post(f"{V1}/partners", content=b"{" + b" " * 2_000_000 + b"}", headers=h)
+    assert huge.status_code == 413 and huge.json()["error"] == "body_too_large"
+    assert count(api, t.partners) == 1
+
+
+def test_conversion_detail_explains_its_commission(api: Api) -> None:
+    make_coupon(api.services, api.world.partner, api.world.offer, code="ANN10")
+    created = api.client.post(
+        f"{V1}/conversions",
+        json={"program_id": 1, "order_id": "o-9", "amount": "80.00", "coupon": "ANN10"},
+        headers=api.admin,
+    ).json()
+    assert (created["duplicate"], created["commission"]) == (False, "8.00")
+    detail = api.client.get(
+        f"{V1}/conversions/{created['conversion']['id']}", headers=api.reader
+    ).json()
+    assert detail["explanation"] == [
+        "coupon ANN10; CPS 10% of sale: 80.00 EUR x 10% = 8.00 -> 8.00 EUR"
+    ]
+    assert [(e["kind"], e["bucket"], e["amount"]) for e in detail["ledger"]] == [
+        ("commission", "pending", "8")
+    ]
+    again = api.client.post(
+        f"{V1}/conversions",
+        json={"program_id": 1, "order_id": "o-9", "amount": "80.00"},
+        headers=api.admin,
+    ).json()
+    assert again["duplicate"] is True
+    report = api.client.get(
+        f"{V1}/reports", params={"program_id": 1, "group_by": "partner"}, headers=api.reader
+    ).json()
+    assert [
+        (r["label"], r["conversions"], r["revenue"], r["commission"]) for r in report["rows"]
+    ] == [("Ann", 1, "80", "8")]
+
+
+def test_csv_partner_import_is_all_or_nothing(api: Api) -> None:
+    url = f"{V1}/imports/partners?program_id=1"
+    good = "name,email,status\nBo,bo@x.example,active\nCy,cy@x.example,\n"
+    bad = "name,email\nDee,dee@x.example\nEve,not-an-email\nFay,ann@blog.example\n"
+    refused = api.client.post(url, content=bad.encode(), headers=api.admin)
+    assert refused.status_code == 422
+    assert refused.json()["rows"] == [
+        {"row": 3, "field": "email", "reason": "not an e-mail address: 'not-an-email'"},
+        {
+            "row": 4,
+            "field": "email",
+            "reason": "ann@blog.example is already a partner of this program",
+        },
+    ]
+    assert count(api, t.partners) == 1
+    latin1 = api.client.post(
+        url, content="name,email\nJosé,j@x.example\n".encode("latin-1"), headers=api.admin
+    )
+    assert latin1.status_code == 422
+    assert latin1.json()["reason"].startswith("file is not UTF-8: byte 0xe9 at offset 14 (line 2)")
+    columns = api.client.post(url, content=b"name,mail\nBo,bo@x.example\n", headers=api.admin)
+    assert columns.json()["field"] == "header"
+    assert "missing column(s) email; unknown column(s) mail" in columns.json()["reason"]
+    done = api.client.post(url, content=good.encode(), headers=api.admin)
+    assert done.json() == {"kind": "partners", "rows": 2, "imported": 2, "duplicates": 0}
+    assert count(api, t.partners) == 3
+
+
+def test_csv_conversion_import_publishes_events(api: Api) -> None:
+    make_coupon(api.services, api.world.partner, api.world.offer, code="ANN10")
+    url = f"{V1}/imports/conversions?program_id=1"
+    bad = "order_id,amount,coupon\nc1,10.00,ANN10\nc2,ten,ANN10\n"
+    assert api.client.post(url, content=bad.encode(), headers=api.admin).json()["rows"] == [
+        {"row": 3, "field": "amount", "reason": "amount is not a number: 'ten'"}
+    ]
+    assert count(api, t.conversions) == 0 and count(api, t.outbox_events) == 0
+    good = "order_id,amount,coupon\nc1,10.00,ANN10\nc2,20.00,\n"
+    assert api.client.post(url, content=good.encode(), headers=api.admin).json()["imported"] == 2
+    assert count(api, t.outbox_events) == 2
+
+
+def _integrate(api: Api, provider: str, secret: str) -> None:
+    r = api.client.put(
+        f"{V1}/programs/1/integrations/{provider}", json={"secret": secret}, headers=api.admin
+    )
+    assert r.status_code == 204
+
+
+def test_shopify_order_webhook_is_verified(api: Api) -> None:
+    make_coupon(api.services, api.world.partner, api.world.offer, code="ANN10")
+    _integrate(api, "shopify", "shpss_secret")
+    order = {
+        "id": 4501,
+        "total_price": "59.90",
+        "currency": "EUR",
+        "discount_codes": [{"code": "ann10"}],
+    }
+    body = json.dumps(order).encode()
+    url = f"{V1}/inbound/shopify/acme"
+    forged = api.client.post(
+        url, content=body, headers={"X-Shopify-Hmac-Sha256": shopify_hmac("wrong", body)}
+    )
+    assert forged.status_code == 403 and count(api, t.conversions) == 0
+    ok = api.client.post(
+        url, content=body, headers={"X-Shopify-Hmac-Sha256": shopify_hmac("shpss_secret", body)}
+    )
+    assert ok.json() == {"status": "recorded", "conversion_id": 1, "duplicate": False}
+    again = api.client.post(
+        url, content=body, headers={"X-Shopify-Hmac-Sha256": shopify_hmac("shpss_secret", body)}
+    )
+    assert again.json()["duplicate"] is True
+    garbage = b"not json"
+    bad = api.client.post(
+        url,
+        content=garbage,
+        headers={"X-Shopify-Hmac-Sha256": shopify_hmac("shpss_secret", garbage)},
+    )
+    assert (bad.status_code, bad.json()["error"]) == (422, "invalid_input")
+
+
+def test_stripe_invoice_webhook_checks_signature_and_replay(api: Api) -> None:
+    _integrate(api, "stripe", "whsec_stripe")
+    event = {
+        "type": "invoice.paid",
+        "data": {
+            "object": {"id": "in_1", "amount_paid": 4900, "currency": "eur", "customer": "cus_9"}
+        },
+    }
+    body = json.dumps(event).encode()
+    now = int(api.services.clock.now().timestamp())
+    url = f"{V1}/inbound/stripe/acme"
+    replayed = api.client.post(
+        url, content=body, headers={"Stripe-Signature": sign("whsec_stripe", body, now - 600)}
+    )
+    assert replayed.status_code == 403 and "replayed" in replayed.json()["reason"]
+    ok = api.client.post(
+        url, content=body, headers={"Stripe-Signature": sign("whsec_stripe", body, now)}
+    )
+    assert ok.json()["status"] == "recorded"
+    with api.services.engine.connect() as conn:
+        row = conn.execute(select(t.conversions)).one()
+    assert (row.order_id, row.amount_micros, row.currency, row.customer_id) == (
+        "stripe-in_1",
+        49_000_000,
+        "EUR",
+        "cus_9",
+    )
+    other = json.dumps({"type": "customer.created", "data": {"object": {}}}).encode()
+    ignored = api.client.post(
+        url, content=other, headers={"Stripe-Signature": sign("whsec_stripe", other, now)}
+    )
+    assert ignored.json()["status"] == "ignored"
+
+
+def test_unsubscribe_link_and_messages_roundtrip(api: Api) -> None:
+    sent = api.client.post(f"{V1}/me/messages", json={"body": "Hello?"}, headers=api.partner)
+    assert sent.status_code == 201
+    assert api.client.get(f"{V1}/programs/1/unread-messages", headers=api.admin).json() == {"1": 1}
+    thread = api.client.get(f"{V1}/partners/1/messages", headers=api.admin).json()
+    assert [m["body"] for m in thread["messages"]] == ["Hello?"]
+    assert api.client.get(f"{V1}/programs/1/unread-messages", headers=api.admin).json() == {}
+    ann = api.client.post(
+        f"{V1}/announcements",
+        json={"program_id": 1, "subject": "Hi", "body": "Hello {{ partner.name }}"},
+        headers=api.admin,
+    ).json()
+    assert (ann["recipients"], ann["emails_queued"]) == (1, 1)
+    inbox = api.client.get(f"{V1}/me/inbox", headers=api.partner).json()
+    assert inbox["unread"] == 1 and inbox["items"][0]["body_html"] == "<p>Hello Ann</p>"
+    bad = api.client.get(f"{V1}/unsubscribe", params={"token": "1.1.forged"})
+    assert bad.status_code == 422
