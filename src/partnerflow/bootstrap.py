@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from partnerflow.config import Settings
 from partnerflow.core.clock import Clock, SystemClock
-from partnerflow.storage.database import make_engine, upgrade
+from partnerflow.storage.database import make_engine, read_only_connection, upgrade
 from partnerflow.storage.unit_of_work import SqlUnitOfWork
 
 
@@ -25,6 +25,10 @@ class Services:
     def uow(self) -> SqlUnitOfWork:
         """A fresh unit of work (one transaction per `with`)."""
         return SqlUnitOfWork(self.engine, self.clock)
+
+    def read(self) -> Connection:
+        """A read-only connection (use as `with services.read() as conn:`)."""
+        return read_only_connection(self.engine)
 
     def migrate(self) -> None:
         upgrade(self.engine)

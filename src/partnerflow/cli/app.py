@@ -6,13 +6,34 @@ import importlib
 
 import typer
 
-# (sub-command name, module under partnerflow.cli exposing `app`); modules that register
-# top-level commands instead expose `register(root)`.
-SUBCOMMANDS: list[tuple[str, str]] = [
-    ("db", "database"),
-    ("config", "config"),
+# Sub-command name -> modules under partnerflow.cli whose `app` commands it gathers (the
+# first module's app is the group; the others' commands are merged into it).
+SUBCOMMANDS: list[tuple[str, tuple[str, ...]]] = [
+    ("db", ("database",)),
+    ("config", ("config",)),
+    ("programs", ("programs",)),
+    ("offers", ("offers",)),
+    ("partners", ("partners", "screening")),
+    ("links", ("links",)),
+    ("coupons", ("coupons",)),
+    ("conversions", ("conversions",)),
+    ("commissions", ("commissions",)),
+    ("payouts", ("payouts",)),
+    ("rates", ("rates",)),
+    ("caps", ("caps",)),
+    ("goals", ("goals",)),
+    ("spend", ("spend",)),
+    ("fraud", ("fraud",)),
+    ("segments", ("segments",)),
+    ("clv", ("clv",)),
+    ("api-keys", ("api_keys",)),
+    ("webhooks", ("webhooks",)),
+    ("messages", ("messages",)),
+    ("import", ("imports",)),
+    ("demo", ("demo",)),
 ]
-TOP_LEVEL: list[str] = []
+# Modules that add top-level commands through `register(root)`.
+TOP_LEVEL: list[str] = ["stats", "report", "serve"]
 
 
 def create_cli() -> typer.Typer:
@@ -23,9 +44,12 @@ def create_cli() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
-    for name, module in SUBCOMMANDS:
-        sub = importlib.import_module(f"partnerflow.cli.{module}")
-        root.add_typer(sub.app, name=name)
+    for name, modules in SUBCOMMANDS:
+        group: typer.Typer = importlib.import_module(f"partnerflow.cli.{modules[0]}").app
+        for extra in modules[1:]:
+            extra_app: typer.Typer = importlib.import_module(f"partnerflow.cli.{extra}").app
+            group.registered_commands.extend(extra_app.registered_commands)
+        root.add_typer(group, name=name)
     for module in TOP_LEVEL:
         importlib.import_module(f"partnerflow.cli.{module}").register(root)
     return root

@@ -51,3 +51,8 @@ def check_ua() -> None:
     browser. Blank lines are empty user agents (bot, "empty user agent").
     """
     check_user_agents(_binary_stdin(), sys.stdout)
+
+
+from partnerflow.cli.fraud_review import app as review_app  # noqa: E402
+
+app.add_typer(review_app, name="review")

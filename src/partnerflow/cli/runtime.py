@@ -10,7 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from functools import wraps
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast
+from urllib.parse import quote
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +21,10 @@ from rich.table import Table
 from partnerflow.bootstrap import Services, build
 from partnerflow.config import Settings, load_settings
 from partnerflow.core.errors import PartnerflowError
+from partnerflow.partners.ports import PartnersUnitOfWork
+from partnerflow.programs.model import Program
+from partnerflow.programs.ports import ProgramsUnitOfWork
+from partnerflow.tracking.ports import TrackingUnitOfWork
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,3 +111,72 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     for row in rows:
         table.add_row(*("" if v is None else str(to_jsonable(v)) for v in row))
     Console().print(table)
+
+
+def resolve_program(ref: str | None) -> Program:
+    """A program by id or slug; with no ref, the only program (an error when there are
+    none or several, so a report never silently mixes currencies or timezones)."""
+    from partnerflow.core.errors import InvalidInput, NotFound
+    from partnerflow.programs.services import get_program
+
+    svc = services()
+    if ref is not None:
+        return get_program(programs_uow(), ref.strip())
+    with svc.uow() as uow:
+        programs = uow.programs.list()
+    if not programs:
+        raise NotFound("no program exists yet: create one with 'partnerflow programs create'")
+    if len(programs) > 1:
+        slugs = ", ".join(p.slug for p in programs[:20])
+        raise InvalidInput(f"several programs exist: pass --program ({slugs})", field="program")
+    return programs[0]
+
+
+def postback_url_template(program: Program) -> str:
+    """The server-to-server postback URL a shop calls; the macros stay literal for the shop
+    (or its tag manager) to fill in."""
+    base = services().settings.public_base_url
+    token = quote(program.postback_token, safe="")
+    return (
+        f"{base}/postback?token={token}&click_id={{click_id}}&order_id={{order_id}}"
+        "&amount={amount}&currency={currency}"
+    )
+
+
+def tracking_url(code: str) -> str:
+    return f"{services().settings.public_base_url}/c/{quote(code, safe='')}"
+
+
+def emit(as_json: bool, value: Any, title: str, columns: Sequence[str], rows: Any) -> None:
+    """Print `value` as JSON, or `rows` as a table."""
+    if as_json:
+        print_json(value)
+    else:
+        print_table(title, columns, list(rows))
+
+
+# The capability ports declare their repositories as plain (mutable) Protocol attributes,
+# which mypy treats invariantly, so SqlUnitOfWork's concrete repositories don't match them
+# structurally; these casts are the one place that says "the SQL unit of work is all of them".
+def programs_uow() -> ProgramsUnitOfWork:
+    return cast("ProgramsUnitOfWork", services().uow())
+
+
+def partners_uow() -> PartnersUnitOfWork:
+    return cast("PartnersUnitOfWork", services().uow())
+
+
+def tracking_uow() -> TrackingUnitOfWork:
+    return cast("TrackingUnitOfWork", services().uow())
+
+
+def money_text(amount: Decimal, currency: str) -> str:
+    """An exact decimal string with at least the currency's minor units ('12.50', not
+    '12.5'); sub-cent amounts keep their digits rather than being rounded away."""
+    from partnerflow.core.currencies import MINOR_UNITS
+
+    quantum = Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
+    shown = amount.quantize(quantum)
+    if shown == amount:
+        return str(shown)
+    return str(amount.normalize())

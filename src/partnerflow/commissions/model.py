@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from partnerflow.core.ids import ConversionId, PartnerId, ProgramId
@@ -70,3 +70,10 @@ class LedgerEntry:
     reason: str
     author: str
     created_at: datetime
+    # Optional details (all default to "not recorded", so older callers keep working):
+    # the ledger's readable transaction key (`commission:12`), the order amount a reversal
+    # refunded, and the exchange rate a commission was computed with.
+    txn_key: str | None = None
+    refund: Money | None = None
+    fx_rate: Decimal | None = None
+    fx_rate_date: date | None = None

@@ -53,7 +53,9 @@ def parse_plan(data: dict[str, Any], program_currency: str) -> CommissionPlan:
         raise InvalidInput(
             f"unknown field(s) for {kind}: {', '.join(sorted(unknown))}", field="commission_plan"
         )
-    currency = check_currency(str(data.get("currency", program_currency)))
+    currency = check_currency(
+        str(data.get("currency", program_currency)), field="commission_plan.currency"
+    )
     amount = parse_amount(data.get("amount", ""), field="commission_plan.amount")
     return FlatPlan(type=plan_type, amount=Money(amount, currency))
 

@@ -19,13 +19,13 @@ MICROS = Decimal(1_000_000)
 MAX_AMOUNT = Decimal("1000000000")
 
 
-def check_currency(code: str) -> str:
+def check_currency(code: str, *, field: str = "currency") -> str:
     """Return the upper-cased ISO 4217 code or raise InvalidInput."""
     if not isinstance(code, str):
-        raise InvalidInput("currency must be a 3-letter ISO 4217 code", field="currency")
+        raise InvalidInput(f"{field} must be a 3-letter ISO 4217 code", field=field)
     normalised = code.strip().upper()
     if normalised not in MINOR_UNITS:
-        raise InvalidInput(f"unknown currency {code[:16]!r}", field="currency")
+        raise InvalidInput(f"unknown currency {code[:16]!r}", field=field)
     return normalised
 
 

@@ -22,9 +22,12 @@ class PartnerRepository(Protocol):
 
 
 class PartnersUnitOfWork(Protocol):
-    programs: ProgramRepository
-    partners: PartnerRepository
-    audit: AuditLog
+    @property
+    def programs(self) -> ProgramRepository: ...
+    @property
+    def partners(self) -> PartnerRepository: ...
+    @property
+    def audit(self) -> AuditLog: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

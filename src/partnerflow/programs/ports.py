@@ -27,9 +27,12 @@ class OfferRepository(Protocol):
 class ProgramsUnitOfWork(Protocol):
     """One transaction: everything done inside `with uow:` commits together or not at all."""
 
-    programs: ProgramRepository
-    offers: OfferRepository
-    audit: AuditLog
+    @property
+    def programs(self) -> ProgramRepository: ...
+    @property
+    def offers(self) -> OfferRepository: ...
+    @property
+    def audit(self) -> AuditLog: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

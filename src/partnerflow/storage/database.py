@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+READ_ONLY_OPTION = "partnerflow_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -56,12 +57,23 @@ def make_engine(url: str, *, synchronous: str = "FULL", **kwargs: Any) -> Engine
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock up front, so two writers queue instead of one
-            # failing with 'database is locked' when it upgrades a read lock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # failing with 'database is locked' when it upgrades a read lock. Connections
+            # opened with `read_only_connection` start a deferred transaction instead: in WAL
+            # mode they read a snapshot and never hold up the tracker's writer.
+            if conn.get_execution_options().get(READ_ONLY_OPTION):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def read_only_connection(engine: Engine) -> Connection:
+    """A connection for queries that never write (pages, reports). On SQLite it does not take
+    the write lock; on PostgreSQL it is an ordinary connection."""
+    return engine.connect().execution_options(**{READ_ONLY_OPTION: True})
 
 
 def make_test_engine(url: str) -> Engine:

@@ -659,6 +659,167 @@ ad_spend = Table(
     Index("ix_ad_spend_program_day", "program_id", "day"),
 )
 
+# --- Commission plans, ledger details, payouts, exchange rates (migration 0006) --------
+# Dates that are calendar days (rate validity, payout periods) are ISO 'YYYY-MM-DD' text:
+# they compare correctly as text and mean the same on every engine. Rates are exact Decimal
+# text, never floats.
+
+# The ledger's own transaction key (`commission:12`, `approval:12`, `payment:<batch>:7`):
+# unique per bucket, so the database itself refuses a second approval, payment or adjustment
+# of the same thing even when two jobs race. Entries written by the tracker's fast path
+# leave it NULL (NULLs never collide). `refund_micros` is the order amount a reversal
+# refunded; `fx_rate`/`fx_rate_date` record the exchange rate a commission was computed with.
+commission_entries.append_column(Column("txn_key", String(200)))
+commission_entries.append_column(Column("refund_micros", BigInteger))
+commission_entries.append_column(Column("fx_rate", String(40)))
+commission_entries.append_column(Column("fx_rate_date", String(10)))
+Index(
+    "uq_commission_entries_txn_key_bucket",
+    commission_entries.c.txn_key,
+    commission_entries.c.bucket,
+    unique=True,
+)
+
+# Every `plans set` appends a revision (never an update): the latest revision of a scope is
+# the plan; older revisions are the audit trail. scope = 'program' or 'offer:<id>'.
+commission_plans = Table(
+    "commission_plans",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("scope", String(32), nullable=False),
+    Column("offer_id", Integer, ForeignKey("offers.id")),
+    Column("revision", Integer, nullable=False),
+    Column("plan_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("author", String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("program_id", "scope", "revision", name="uq_commission_plans_revision"),
+)
+
+# The versions of each revision, one row each, so "which version was in force" is a query.
+commission_plan_versions = Table(
+    "commission_plan_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("plan_row_id", Integer, ForeignKey("commission_plans.id"), nullable=False),
+    Column("program_id", Integer, nullable=False),
+    Column("scope", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    _ts("effective_from", nullable=False),
+    _ts("effective_to"),
+    Column("document", JSON, nullable=False),
+    Index("ix_commission_plan_versions_row", "plan_row_id"),
+)
+
+exchange_rates = Table(
+    "exchange_rates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(3), nullable=False),
+    Column("target", String(3), nullable=False),
+    Column("valid_from", String(10), nullable=False),
+    Column("rate", String(40), nullable=False),
+    Column("import_id", String(32), nullable=False),
+    _ts("imported_at", nullable=False),
+    UniqueConstraint("source", "target", "valid_from", name="uq_exchange_rates_pair_day"),
+)
+
+# A batch's status is workflow state, not money (the money moves in commission_entries);
+# 'open' -> 'paid' happens once, by a conditional UPDATE, so two concurrent mark-paid runs
+# cannot both pass. A rebuilt batch with other content supersedes the open one.
+payout_batches = Table(
+    "payout_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("period_end", String(10), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    Column("paid_by", String(200)),
+    _ts("paid_at"),
+    CheckConstraint("status IN ('open', 'paid', 'superseded')", name="status"),
+    Index("ix_payout_batches_program", "program_id", "status"),
+)
+
+# Lines to pay (held = false, with their payment key) and held balances with the reason.
+payout_items = Table(
+    "payout_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", String(64), ForeignKey("payout_batches.id"), nullable=False),
+    Column("partner_id", Integer, nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("held", Boolean, nullable=False),
+    Column("payment_key", String(120)),
+    Column("reason", Text),
+    Index("ix_payout_items_batch", "batch_id"),
+    UniqueConstraint("payment_key", name="uq_payout_items_payment_key"),
+)
+
+# --- Fraud: review queue, per-program policies, screening data (migration 0007) --------
+# One row per automated fraud action (flag, hold, reject, suspend) on a click, conversion
+# or partner, with its reasons. `scan_key` makes the scan idempotent: the same finding is
+# never queued twice, even by two scans racing. A reversed decision keeps its row (status
+# 'reversed') and re-opens the finding as a new row pointing back at it (`reopened_from`).
+fraud_reviews = Table(
+    "fraud_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id")),
+    Column("subject_type", String(16), nullable=False),
+    Column("subject_id", String(32), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("score", SmallInteger, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scan_key", String(96), unique=True),
+    Column("reopened_from", Integer, ForeignKey("fraud_reviews.id")),
+    Column("created_by", String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    Column("decided_by", String(200)),
+    Column("note", Text),
+    _ts("decided_at"),
+    CheckConstraint("subject_type IN ('click', 'conversion', 'partner')", name="subject_type"),
+    CheckConstraint("action IN ('flag', 'hold', 'reject', 'suspend')", name="action"),
+    CheckConstraint("status IN ('open', 'approved', 'rejected', 'reversed')", name="status"),
+    Index("ix_fraud_reviews_queue", "program_id", "status", "action"),
+    Index("ix_fraud_reviews_subject", "subject_type", "subject_id"),
+    Index("ix_fraud_reviews_partner", "partner_id", "status"),
+)
+
+# Per-program fraud settings (scoring thresholds, actions, screening thresholds) as the
+# JSON form of `fraud.policy.FraudPolicy`; a program without a row uses the defaults.
+fraud_policies = Table(
+    "fraud_policies",
+    metadata,
+    Column("program_id", Integer, ForeignKey("programs.id"), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+# Screening evidence imported for a partner (no live web): the latest import wins.
+partner_screening_data = Table(
+    "partner_screening_data",
+    metadata,
+    Column("partner_id", Integer, ForeignKey("partners.id"), primary_key=True),
+    Column("domain_age_days", Integer),
+    Column("backlinks", Integer),
+    Column("social_followers", Integer),
+    Column("engagement_rate", String(32)),
+    Column("review_rating", String(32)),
+    Column("audience_countries", JSON),
+    Column("source", String(200), nullable=False),
+    _ts("imported_at", nullable=False),
+)
+
 # Dashboard series read commission entries per program and day; without this index every
 # day's range scans the whole ledger.
 Index(

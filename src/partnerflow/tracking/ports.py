@@ -44,15 +44,24 @@ class LedgerRepository(Protocol):
 
 
 class TrackingUnitOfWork(Protocol):
-    programs: ProgramRepository
-    offers: OfferRepository
-    partners: PartnerRepository
-    links: LinkRepository
-    coupons: CouponRepository
-    clicks: ClickRepository
-    conversions: ConversionRepository
-    ledger: LedgerRepository
-    audit: AuditLog
+    @property
+    def programs(self) -> ProgramRepository: ...
+    @property
+    def offers(self) -> OfferRepository: ...
+    @property
+    def partners(self) -> PartnerRepository: ...
+    @property
+    def links(self) -> LinkRepository: ...
+    @property
+    def coupons(self) -> CouponRepository: ...
+    @property
+    def clicks(self) -> ClickRepository: ...
+    @property
+    def conversions(self) -> ConversionRepository: ...
+    @property
+    def ledger(self) -> LedgerRepository: ...
+    @property
+    def audit(self) -> AuditLog: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

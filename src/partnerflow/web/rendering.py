@@ -115,7 +115,7 @@ async def load(request: Request, fn: Callable[..., T], *args: Any) -> T:
     services = request.app.state.services
 
     def run() -> T:
-        with services.engine.connect() as conn:
+        with services.read() as conn:
             return fn(conn, *args)
 
     return await run_in_threadpool(run)

@@ -1,6 +1,5 @@
 """What every API route shares: services, the authenticated key and its scope checks."""
 
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, cast

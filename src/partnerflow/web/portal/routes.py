@@ -172,7 +172,7 @@ async def link_detail(request: Request) -> Response:
 def _create_link(
     services: Services, partner_id: int, offer_id: int, subs: dict[str, str], actor: str
 ) -> int:
-    with services.engine.connect() as conn:
+    with services.read() as conn:
         me = _me(conn, partner_id)
     if not me.can_earn:
         raise InvalidInput("your application is not approved yet", field="offer_id")

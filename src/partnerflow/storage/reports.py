@@ -1,0 +1,259 @@
+"""Report queries (SQLAlchemy Core, the same SQL on SQLite and PostgreSQL).
+
+Sums stay exact: money is summed as BIGINT micro-units and turned into Decimal only here,
+at the edge. Days are bucketed in the program's timezone without relying on the
+database's timezone support (SQLite has none): the SQL groups events into 15-minute UTC
+buckets and Python maps each bucket to its local day. Every current IANA offset is a
+multiple of 15 minutes, so a bucket never straddles a local midnight.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Integer,
+    case,
+    cast,
+    false,
+    func,
+    select,
+    true,
+)
+
+from partnerflow.core.ids import ProgramId
+from partnerflow.core.money import MICROS
+from partnerflow.storage import tables as t
+
+BUCKET_SECONDS = 900
+# Ledger kinds that change what a partner earned. Approvals and payments only move money
+# between buckets (-pending +approved), so they are left out rather than netted.
+EARNING_KINDS = ("commission", "reversal", "adjustment")
+
+
+class Dimension(enum.StrEnum):
+    PARTNER = "partner"
+    OFFER = "offer"
+    DAY = "day"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSums:
+    """Raw sums for one report row; `key` is a partner id, an offer id or a local date."""
+
+    key: int | date
+    clicks: int = 0
+    unique_clicks: int = 0
+    conversions: int = 0
+    refunds: int = 0
+    revenue: Decimal = Decimal(0)
+    commission: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    program_id: ProgramId
+    currency: str
+    timezone: str
+    dimension: Dimension
+    first_day: date
+    last_day: date  # inclusive
+
+
+def local_day_bounds(first_day: date, last_day: date, timezone: str) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of local days first_day..last_day (inclusive) in `timezone`."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(first_day, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return start, end
+
+
+def _bucket(conn: Connection, column: Column[Any]) -> ColumnElement[Any]:
+    """Integer 15-minute UTC bucket number of a timestamp column."""
+    if conn.dialect.name == "sqlite":
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text; strftime('%s') reads it as UTC.
+        return cast(func.strftime("%s", column), Integer) / BUCKET_SECONDS
+    return func.floor(func.extract("epoch", column) / BUCKET_SECONDS)
+
+
+def _sum_if(condition: ColumnElement[bool], value: Any = 1) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+
+def report_sums(conn: Connection, q: ReportQuery) -> list[GroupSums]:
+    """Per-group sums for the query, ordered by key. Clicks flagged as bots are left out;
+    conversions count only when attributed to a partner and not rejected; revenue excludes
+    refunded (reversed) conversions; money is summed in the program's currency only."""
+    start, end = local_day_bounds(q.first_day, q.last_day, q.timezone)
+    c, v, e = t.clicks, t.conversions, t.commission_entries
+
+    def key_of(table: Any) -> ColumnElement[Any]:
+        if q.dimension is Dimension.PARTNER:
+            return table.c.partner_id  # type: ignore[no-any-return]
+        if q.dimension is Dimension.OFFER:
+            return table.c.offer_id  # type: ignore[no-any-return]
+        return _bucket(conn, table.c.created_at)
+
+    click_key = key_of(c).label("k")
+    click_rows = conn.execute(
+        select(
+            click_key,
+            func.count().label("clicks"),
+            _sum_if(c.c.is_unique == true()).label("unique_clicks"),
+        )
+        .where(
+            c.c.program_id == q.program_id,
+            c.c.created_at >= start,
+            c.c.created_at < end,
+            c.c.is_bot == false(),
+        )
+        .group_by(click_key)
+    ).all()
+
+    conv_key = key_of(v).label("k")
+    in_currency = v.c.currency == q.currency
+    not_refunded = v.c.status != "reversed"
+    conv_where = (
+        v.c.program_id == q.program_id,
+        v.c.created_at >= start,
+        v.c.created_at < end,
+        v.c.partner_id.is_not(None),
+        v.c.status != "rejected",
+    )
+    conv_rows = conn.execute(
+        select(
+            conv_key,
+            func.count().label("conversions"),
+            _sum_if(v.c.status == "reversed").label("refunds"),
+            _sum_if(in_currency & not_refunded, v.c.amount_micros).label("revenue"),
+        )
+        .where(*conv_where)
+        .group_by(conv_key)
+    ).all()
+
+    commission_rows = conn.execute(
+        select(conv_key, func.coalesce(func.sum(e.c.amount_micros), 0).label("commission"))
+        .select_from(e.join(v, e.c.conversion_id == v.c.id))
+        .where(*conv_where, e.c.kind.in_(EARNING_KINDS), e.c.currency == q.currency)
+        .group_by(conv_key)
+    ).all()
+
+    to_key = _day_mapper(q.timezone) if q.dimension is Dimension.DAY else int
+    acc: dict[Any, dict[str, int]] = {}
+    for rows, fields in (
+        (click_rows, ("clicks", "unique_clicks")),
+        (conv_rows, ("conversions", "refunds", "revenue")),
+        (commission_rows, ("commission",)),
+    ):
+        for row in rows:
+            if row.k is None:
+                continue
+            slot = acc.setdefault(to_key(row.k), {})
+            for name in fields:
+                slot[name] = slot.get(name, 0) + int(getattr(row, name))
+    if q.dimension is Dimension.DAY:
+        day = q.first_day
+        while day <= q.last_day:
+            acc.setdefault(day, {})
+            day += timedelta(days=1)
+    return [_group(key, acc[key]) for key in sorted(acc)]
+
+
+def _group(key: Any, sums: dict[str, int]) -> GroupSums:
+    return GroupSums(
+        key=key,
+        clicks=sums.get("clicks", 0),
+        unique_clicks=sums.get("unique_clicks", 0),
+        conversions=sums.get("conversions", 0),
+        refunds=sums.get("refunds", 0),
+        revenue=Decimal(sums.get("revenue", 0)) / MICROS,
+        commission=Decimal(sums.get("commission", 0)) / MICROS,
+    )
+
+
+def _day_mapper(timezone: str) -> Any:
+    zone = ZoneInfo(timezone)
+
+    def to_day(bucket: Any) -> date:
+        instant = datetime.fromtimestamp(int(bucket) * BUCKET_SECONDS, tz=UTC)
+        return instant.astimezone(zone).date()
+
+    return to_day
+
+
+def labels(conn: Connection, dimension: Dimension, keys: Iterable[Any]) -> dict[Any, str]:
+    """Display names for partner / offer keys (days label themselves)."""
+    wanted = [k for k in keys if isinstance(k, int)]
+    if dimension is Dimension.DAY or not wanted:
+        return {}
+    table = t.partners if dimension is Dimension.PARTNER else t.offers
+    rows = conn.execute(select(table.c.id, table.c.name).where(table.c.id.in_(wanted)))
+    return {row.id: row.name for row in rows}
+
+
+def event_totals(conn: Connection, program_id: ProgramId | None = None) -> dict[str, int]:
+    """Counts of every stored event (bots and flagged ones included), for `stats`."""
+
+    def scoped(table: Any) -> list[ColumnElement[bool]]:
+        return [] if program_id is None else [table.c.program_id == program_id]
+
+    c, i, v, e = t.clicks, t.impressions, t.conversions, t.commission_entries
+    flagged_click = (c.c.is_bot == true()) | (c.c.fraud_score > 0) | (func.length(c.c.flags) > 0)
+    clicks = conn.execute(
+        select(
+            func.count(),
+            _sum_if(c.c.is_unique == true()),
+            _sum_if(c.c.is_bot == true()),
+            _sum_if(flagged_click),
+        )
+        .select_from(c)
+        .where(*scoped(c))
+    ).one()
+    impressions = conn.execute(select(func.count()).select_from(i).where(*scoped(i))).scalar_one()
+    conversions = conn.execute(
+        select(
+            func.count(),
+            _sum_if(v.c.is_flagged == true()),
+            _sum_if(v.c.status == "reversed"),
+            _sum_if(v.c.partner_id.is_not(None)),
+        )
+        .select_from(v)
+        .where(*scoped(v))
+    ).one()
+    ledger = conn.execute(select(func.count()).select_from(e).where(*scoped(e))).scalar_one()
+    out = {
+        "clicks": int(clicks[0]),
+        "unique_clicks": int(clicks[1]),
+        "bot_clicks": int(clicks[2]),
+        "flagged_clicks": int(clicks[3]),
+        "impressions": int(impressions),
+        "conversions": int(conversions[0]),
+        "attributed_conversions": int(conversions[3]),
+        "flagged_conversions": int(conversions[1]),
+        "refunded_conversions": int(conversions[2]),
+        "ledger_entries": int(ledger),
+    }
+    for name, table in (
+        ("programs", t.programs),
+        ("offers", t.offers),
+        ("partners", t.partners),
+        ("links", t.tracking_links),
+        ("coupons", t.coupon_codes),
+    ):
+        where = [] if program_id is None or name == "programs" else scoped(table)
+        if name == "programs" and program_id is not None:
+            where = [table.c.id == program_id]
+        out[name] = int(
+            conn.execute(select(func.count()).select_from(table).where(*where)).one()[0]
+        )
+    out["users"] = int(conn.execute(select(func.count()).select_from(t.users)).one()[0])
+    return out

@@ -1,0 +1,159 @@
+"""The commission ledger on real storage: approval, refunds, clawbacks, adjustments, explain."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+from tests.integration.commissions.money_world import (
+    approved_sum,
+    count,
+    make_money_world,
+)
+
+from partnerflow.attribution.services import explain_conversion
+from partnerflow.bootstrap import Services
+from partnerflow.commissions.services import (
+    adjust_balance,
+    approve_commissions,
+    balances,
+    reverse_conversion,
+)
+from partnerflow.core.errors import Conflict, InvalidInput
+from partnerflow.core.money import Money
+from partnerflow.payouts.services import build_payout, mark_batch_paid
+from partnerflow.storage import tables as t
+
+
+def _net(svc: Services, conversion_id: int) -> Decimal:
+    from tests.integration.commissions.money_world import MoneyWorld  # noqa: F401
+
+    from partnerflow.commissions.ledger import conversion_total
+    from partnerflow.storage.payouts import SqlMoneyUnitOfWork
+
+    with SqlMoneyUnitOfWork(svc.engine, svc.clock) as uow:
+        return conversion_total(uow.ledger.entries(conversion_ids=[conversion_id]), conversion_id)
+
+
+def test_approval_happens_after_the_lock_period_exactly_once(services: Services) -> None:
+    w = make_money_world(services, lock_days=30)
+    w.sale("A-1", "120.00")
+    first = approve_commissions(w.uow(), w.clock, w.program.id)
+    assert first.approved == 0
+    w.advance(30)
+    second = approve_commissions(w.uow(), w.clock, w.program.id)
+    third = approve_commissions(w.uow(), w.clock, w.program.id)
+    assert (second.approved, third.approved) == (1, 0)
+    assert second.amount == {"EUR": Money(Decimal("12.00"), "EUR")}
+    assert approved_sum(services, w.ann.id) == Decimal("12.00")
+    assert count(services, t.commission_entries) == 3  # commission + approval pair
+    [bal] = balances(w.uow(), partner_id=w.ann.id)
+    assert (bal.pending.amount, bal.approved.amount, bal.paid.amount) == (0, 12, 0)
+
+
+def test_held_and_flagged_conversions_stay_pending(services: Services) -> None:
+    w = make_money_world(services, lock_days=0)
+    held = w.sale("A-1", "100")
+    flagged = w.sale("A-2", "100")
+    w.sale("A-3", "100")
+    with services.engine.begin() as conn:
+        conn.execute(
+            update(t.conversions).where(t.conversions.c.id == flagged).values(is_flagged=True)
+        )
+    run = approve_commissions(w.uow(), w.clock, w.program.id, held={held})
+    assert (run.approved, run.held) == (1, 2)
+    assert approved_sum(services, w.ann.id) == Decimal("10.00")
+
+
+def test_partial_then_full_refund_cancels_the_commission_exactly(services: Services) -> None:
+    w = make_money_world(services, lock_days=0, percent="7")
+    conv = w.sale("A-1", "99.99")  # commission 7.00 (6.9993 rounded)
+    approve_commissions(w.uow(), w.clock, w.program.id)
+    part = reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
+                              amount=Decimal("33.33"), reason="damaged", author="ops")  # fmt: skip
+    assert part.reversed == Money(Decimal("2.33"), "EUR")
+    assert not part.fully_refunded
+    rest = reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
+                              amount=None, reason="returned", author="ops")  # fmt: skip
+    assert rest.reversed == Money(Decimal("4.67"), "EUR")
+    assert rest.fully_refunded
+    assert _net(services, conv) == Decimal(0)
+    with services.engine.connect() as conn:
+        row = conn.execute(t.conversions.select().where(t.conversions.c.id == conv)).one()
+    assert (row.status, row.refunded_micros) == ("reversed", 99_990_000)
+
+
+def test_refund_larger_than_the_order_is_refused_and_writes_nothing(services: Services) -> None:
+    w = make_money_world(services)
+    w.sale("A-1", "50")
+    before = count(services, t.commission_entries)
+    with pytest.raises(InvalidInput, match="larger than what is left"):
+        reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
+                           amount=Decimal("50.01"), reason="x", author="ops")  # fmt: skip
+    assert count(services, t.commission_entries) == before
+    with pytest.raises(InvalidInput, match="reason"):
+        reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
+                           amount=None, reason=" ", author="ops")  # fmt: skip
+    assert count(services, t.commission_entries) == before
+
+
+def test_clawback_after_payout_carries_a_negative_balance_forward(services: Services) -> None:
+    w = make_money_world(services, lock_days=0)
+    w.sale("A-1", "600")  # 60.00
+    approve_commissions(w.uow(), w.clock, w.program.id)
+    batch = build_payout(w.uow(), w.clock, program_id=w.program.id,
+                         period_end=date(2026, 3, 2), author="ops")  # fmt: skip
+    mark_batch_paid(w.uow(), w.clock, batch.batch.id, author="ops")
+    reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1", amount=None,
+                       reason="chargeback", author="psp", kind="chargeback")  # fmt: skip
+    [bal] = balances(w.uow(), partner_id=w.ann.id)
+    assert (bal.approved.amount, bal.paid.amount) == (Decimal("-60.00"), Decimal("60.00"))
+    w.advance(31)
+    w.sale("A-2", "1000")  # 100.00, nets to 40.00: below the 50 minimum, held
+    approve_commissions(w.uow(), w.clock, w.program.id)
+    nxt = build_payout(w.uow(), w.clock, program_id=w.program.id,
+                       period_end=date(2026, 4, 2), author="ops")  # fmt: skip
+    assert nxt.batch.lines == ()
+    assert [(h.partner_id, h.amount.amount) for h in nxt.batch.held] == [
+        (w.ann.id, Decimal("40.00"))
+    ]
+    assert "below the minimum payout" in nxt.batch.held[0].reason
+
+
+def test_adjustment_needs_reason_and_author_and_is_idempotent(services: Services) -> None:
+    w = make_money_world(services)
+    with pytest.raises(InvalidInput, match="reason"):
+        adjust_balance(w.uow(), w.clock, partner_id=w.ann.id,
+                       amount=Money(Decimal("5"), "EUR"), reason="", author="kim")  # fmt: skip
+    with pytest.raises(InvalidInput, match="author"):
+        adjust_balance(w.uow(), w.clock, partner_id=w.ann.id,
+                       amount=Money(Decimal("5"), "EUR"), reason="goodwill", author="")  # fmt: skip
+    assert count(services, t.commission_entries) == 0
+    adjust_balance(w.uow(), w.clock, partner_id=w.ann.id, amount=Money(Decimal("5"), "EUR"),
+                   reason="goodwill", author="kim", key="ticket-9")  # fmt: skip
+    with pytest.raises(Conflict):
+        adjust_balance(w.uow(), w.clock, partner_id=w.ann.id, amount=Money(Decimal("5"), "EUR"),
+                       reason="goodwill", author="kim", key="ticket-9")  # fmt: skip
+    assert approved_sum(services, w.ann.id) == Decimal("5.00")
+
+
+def test_explain_shows_source_plan_holds_and_every_entry(services: Services) -> None:
+    w = make_money_world(services, lock_days=14)
+    conv = w.sale("A-1", "80")
+    reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
+                       amount=Decimal("20"), reason="one item back", author="ops")  # fmt: skip
+    x = explain_conversion(w.uow(), conv)
+    text = "\n".join(x.lines())
+    assert "coupon ANN10 belongs to partner" in text
+    assert "model last_click (program setting), 30-day lookback window" in text
+    assert "a coupon beats cookies" in text
+    assert "lock period of 14 day(s): pending until 2026-03-16T12:00:00+00:00" in text
+    assert "priced again from the stored plans: 8.00 EUR" in text
+    assert [(e.kind.value, e.amount.amount) for e in x.ledger] == [
+        ("commission", Decimal("8.00")),
+        ("reversal", Decimal("-2.00")),
+    ]
+    assert "refund of 20.00 EUR on order A-1 (partial, pro rata): one item back" in text
+    assert x.net == Money(Decimal("6.00"), "EUR")
