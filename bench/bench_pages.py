@@ -39,8 +39,34 @@ ADMIN_PAGES = [
     "/admin/offers",
     "/admin/conversions",
     "/admin/audit",
+    "/admin/applications",
+    "/admin/plans",
+    "/admin/caps",
+    "/admin/goals",
+    "/admin/fraud",
+    "/admin/payouts",
+    "/admin/reports",
+    "/admin/segments",
+    "/admin/announcements",
+    "/admin/messages",
+    "/admin/terms",
+    "/admin/creatives",
+    "/admin/resources",
+    "/admin/settings",
 ]
-PARTNER_PAGES = ["/portal", "/portal/links", "/portal/coupons", "/portal/conversions"]
+PARTNER_PAGES = [
+    "/portal",
+    "/portal/links",
+    "/portal/coupons",
+    "/portal/conversions",
+    "/portal/targets",
+    "/portal/caps",
+    "/portal/payouts",
+    "/portal/messages",
+    "/portal/terms",
+    "/portal/creatives",
+    "/portal/resources",
+]
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:

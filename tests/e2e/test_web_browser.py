@@ -269,3 +269,35 @@ def test_link_to_conversion_flow_shows_in_both_dashboards(browser: Any, server: 
     admin.goto(f"{server.base}/admin/conversions")
     assert admin.locator("tr", has_text="E2E-1").count() == 1
     admin.context.close()
+
+
+def test_new_admin_and_portal_pages_in_a_browser(browser: Any, server: Server) -> None:
+    admin = _login(browser, server, ADMIN)
+    for path, heading in [
+        ("/admin/applications", "Applications"),
+        ("/admin/fraud", "Fraud review queue"),
+        ("/admin/payouts", "Payouts"),
+        ("/admin/reports", "Report builder"),
+        ("/admin/terms", "Terms and guidelines"),
+        ("/admin/creatives", "Creatives"),
+        ("/admin/settings", "Program settings"),
+    ]:
+        admin.goto(f"{server.base}{path}")
+        assert admin.locator("h1").first.inner_text().startswith(heading), path
+        _shot(admin, "admin-" + path.rsplit("/", 1)[1])
+    admin.goto(f"{server.base}/admin/terms")
+    admin.fill("#title", "Program terms")
+    admin.fill("#body", "# Terms\n- no brand bidding")
+    admin.click("button:text-is('Publish')")
+    admin.wait_for_selector("text=Done: published")
+    admin.context.close()
+    partner = _login(browser, server, ANN)
+    assert "read and accept them" in partner.inner_text("main")
+    partner.click("text=read and accept them")
+    partner.click("text=I accept version 1")
+    partner.wait_for_selector("text=Done: accepted")
+    for path in ["/portal/targets", "/portal/payouts", "/portal/messages", "/portal/creatives"]:
+        partner.goto(f"{server.base}{path}")
+        assert partner.locator("h1").count() == 1
+        _shot(partner, "portal-" + path.rsplit("/", 1)[1])
+    partner.context.close()

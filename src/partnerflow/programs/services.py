@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from partnerflow.commissions.rules import parse_plan, plan_to_data
 from partnerflow.core.clock import Clock
@@ -151,3 +151,73 @@ def get_offer(uow: ProgramsUnitOfWork, offer_id: OfferId) -> Offer:
     if offer is None:
         raise NotFound(f"offer {offer_id} not found", field="offer")
     return offer
+
+
+# Program settings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateProgram:
+    """The settings a manager may change after creation. Currency, time zone and slug stay:
+    changing them would re-date or re-price recorded history."""
+
+    program_id: ProgramId
+    cookie_window_days: int
+    lock_period_days: int
+    attribution_model: str
+    fallback_url: str | None = None
+
+
+class ProgramSettingsStore(Protocol):
+    def save_settings(self, program: Program) -> None: ...
+
+
+class ProgramSettingsUnitOfWork(ProgramsUnitOfWork, Protocol):
+    @property
+    def program_settings(self) -> ProgramSettingsStore: ...
+
+
+def update_program(uow: ProgramSettingsUnitOfWork, cmd: UpdateProgram, actor: str) -> Program:
+    """Validate with the same rules as `create_program`, save, and audit the old and new
+    values of every field that changed (nothing is written when nothing changed)."""
+    try:
+        model = AttributionModel(cmd.attribution_model)
+    except ValueError:
+        allowed = ", ".join(m.value for m in AttributionModel)
+        raise InvalidInput(
+            f"attribution_model must be one of {allowed}", field="attribution_model"
+        ) from None
+    cookie = check_range(cmd.cookie_window_days, field="cookie_window_days", low=0, high=3650)
+    lock = check_range(cmd.lock_period_days, field="lock_period_days", low=0, high=365)
+    fallback = check_http_url(cmd.fallback_url, field="fallback_url") if cmd.fallback_url else None
+    with uow:
+        program = uow.programs.get(cmd.program_id)
+        if program is None:
+            raise NotFound(f"program {cmd.program_id} not found", field="program")
+        updated = replace(
+            program,
+            cookie_window_days=cookie,
+            lock_period_days=lock,
+            attribution_model=model,
+            fallback_url=fallback,
+        )
+        changes = {
+            name: {"from": str(getattr(program, name)), "to": str(getattr(updated, name))}
+            for name in (
+                "cookie_window_days",
+                "lock_period_days",
+                "attribution_model",
+                "fallback_url",
+            )
+            if getattr(program, name) != getattr(updated, name)
+        }
+        if changes:
+            uow.program_settings.save_settings(updated)
+            uow.audit.record(
+                actor=actor,
+                action="program.settings_changed",
+                entity_type="program",
+                entity_id=str(program.id),
+                detail=changes,
+            )
+    return updated

@@ -820,6 +820,69 @@ partner_screening_data = Table(
     _ts("imported_at", nullable=False),
 )
 
+# --- Partner content: terms, creatives, resources (migration 0009) ----------------------
+
+# Versioned terms and guidelines. A new text is a new row with the next version, never an
+# edit, so "who accepted which version when" keeps pointing at the exact words accepted.
+terms_documents = Table(
+    "terms_documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("program_id", "kind", "version", name="uq_terms_documents_version"),
+    CheckConstraint("kind IN ('terms', 'guidelines')", name="kind"),
+)
+
+terms_acceptances = Table(
+    "terms_acceptances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("document_id", Integer, ForeignKey("terms_documents.id"), nullable=False),
+    Column("partner_id", Integer, ForeignKey("partners.id"), nullable=False, index=True),
+    Column("accepted_by", String(320), nullable=False),
+    Column("ip", String(45)),
+    _ts("accepted_at", nullable=False),
+    UniqueConstraint("document_id", "partner_id", name="uq_terms_acceptances_document_partner"),
+)
+
+# Creatives live in the database (bytes checked by magic number, at most 2 MiB each), so a
+# database backup is a complete backup. Social posts are text only (`data` is NULL).
+creatives = Table(
+    "creatives",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("text", Text),
+    Column("content_type", String(32)),
+    Column("size", Integer, nullable=False, default=0),
+    Column("data", LargeBinary),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("created_by", String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    CheckConstraint("kind IN ('banner', 'product_image', 'social_post')", name="kind"),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", Integer, ForeignKey("programs.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    CheckConstraint("kind IN ('guide', 'news', 'guidelines')", name="kind"),
+)
+
 # Dashboard series read commission entries per program and day; without this index every
 # day's range scans the whole ledger.
 Index(

@@ -793,3 +793,23 @@ def partner_users(conn: Connection, partner_id: int) -> list[Any]:
             )
         )
     )
+
+
+def unread_count(conn: Connection, partner_id: int) -> int:
+    """Unread announcements plus unread manager messages of one partner, in one statement
+    (the portal navigation shows it on every page). Same rules as `storage.messages`'
+    `inbox_unread` and `unread_for_partner`."""
+    i, m = t.inbox_items, t.partner_messages
+    inbox = (
+        select(func.count())
+        .select_from(i)
+        .where(i.c.partner_id == partner_id, i.c.read_at.is_(None))
+        .scalar_subquery()
+    )
+    messages = (
+        select(func.count())
+        .select_from(m)
+        .where(m.c.partner_id == partner_id, m.c.sender == "manager", m.c.read_at.is_(None))
+        .scalar_subquery()
+    )
+    return int(conn.execute(select(inbox + messages)).scalar_one())

@@ -104,6 +104,9 @@ def render(
         "user": getattr(request.state, "user", None),
         "csrf_token": getattr(request.state, "csrf_token", ""),
         "path": request.url.path,
+        # After a successful POST the handler redirects with ?done=<what>; the layout
+        # confirms it (the value is only ever shown as escaped text).
+        "done": request.query_params.get("done", "")[:40],
         **(context or {}),
     }
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)

@@ -26,7 +26,9 @@ from partnerflow.web.auth import signup
 from partnerflow.web.auth.access import current_user, home_for
 from partnerflow.web.auth.mail import EmailSender, LogEmailSender, SmtpEmailSender
 from partnerflow.web.auth.middleware import MAX_BODY, AuthMiddleware
+from partnerflow.web.dashboard import manage as manage_routes
 from partnerflow.web.dashboard import routes as dashboard_routes
+from partnerflow.web.portal import program as portal_program_routes
 from partnerflow.web.portal import routes as portal_routes
 from partnerflow.web.rendering import STATIC_DIR, load, make_templates, render
 
@@ -111,16 +113,28 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_ui_app(
-    services: Services, *, email_sender: EmailSender | None = None, max_body: int = MAX_BODY
+    services: Services,
+    *,
+    email_sender: EmailSender | None = None,
+    max_body: int = MAX_BODY,
+    mount_api: bool = True,
 ) -> Starlette:
     routes = [
         Route("/", home, methods=["GET"]),
         *auth_routes.routes(),
         *signup.routes(),
         *dashboard_routes.routes(),
+        *manage_routes.routes(),
         *portal_routes.routes(),
+        *portal_program_routes.routes(),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
+    if mount_api:
+        # The REST API authenticates with bearer keys, not cookies: AuthMiddleware leaves
+        # /api/ out of its CSRF check (and the tracker answers POST /api/v1/orders itself).
+        from partnerflow.web.api import create_api_app
+
+        routes.append(Mount("/api/v1", app=create_api_app(services)))
     app = Starlette(
         routes=routes,
         middleware=[

@@ -56,6 +56,12 @@ async def _count(login: Login, queries: QueryCounter, email: str, path: str) -> 
         (ADMIN, "/admin/partners"),
         (ADMIN, "/admin/conversions"),
         (ANN, "/portal"),
+        (ADMIN, "/admin/reports"),
+        (ADMIN, "/admin/terms"),
+        (ADMIN, "/admin/payouts"),
+        (ANN, "/portal/creatives"),
+        (ANN, "/portal/terms"),
+        (ANN, "/portal/messages"),
     ],
 )
 async def test_page_query_count_does_not_grow_with_rows(

@@ -36,6 +36,10 @@ SESSION_MAX = timedelta(days=7)
 # Sliding expiry is written at most this often, not on every page view.
 TOUCH_EVERY = timedelta(minutes=5)
 MAX_BODY = 1_048_576
+# Creative uploads may be up to 2 MiB (web.content.MAX_CREATIVE_BYTES) plus the form around
+# them; only these paths get the larger limit.
+UPLOAD_PATHS = ("/admin/creatives",)
+MAX_UPLOAD_BODY = 2 * 1_048_576 + 65_536
 
 
 def anonymous_csrf(secret: str, anon_token: str) -> str:
@@ -133,7 +137,8 @@ class AuthMiddleware:
             state["csrf_token"] = anonymous_csrf(self.secret, anon)
 
         if scope["method"] not in SAFE_METHODS and not scope["path"].startswith(self.exempt):
-            body = await self._read_body(receive)
+            limit = MAX_UPLOAD_BODY if scope["path"] in UPLOAD_PATHS else self.max_body
+            body = await self._read_body(receive, max(limit, self.max_body))
             if body is None:
                 await _forbidden_page("The request body is too large.", 413)(scope, receive, send)
                 return
@@ -166,7 +171,7 @@ class AuthMiddleware:
 
         await self.app(scope, receive, send_with_cookies)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -175,7 +180,7 @@ class AuthMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):

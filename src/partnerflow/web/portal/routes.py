@@ -20,6 +20,7 @@ from partnerflow.core.ids import OfferId, PartnerId
 from partnerflow.partners.model import Partner
 from partnerflow.partners.rules import EARNING_STATUSES
 from partnerflow.programs.model import Offer, OfferStatus, Program
+from partnerflow.storage import content
 from partnerflow.storage import web_queries as q
 from partnerflow.storage.catalog import SqlOffers, SqlPartners, SqlPrograms
 from partnerflow.tracking.clicks import safe_deep_link
@@ -38,6 +39,10 @@ class Me:
     partner: Partner
     program: Program
     offers: list[Offer]
+    # Current terms not accepted yet (a banner on every portal page; no new links until
+    # accepted) and unread announcements plus manager messages (the navigation badge).
+    pending_terms: tuple[Any, ...] = ()
+    unread: int = 0
 
     @property
     def scope(self) -> q.Scope:
@@ -57,7 +62,9 @@ def _me(conn: Connection, partner_id: int) -> Me:
     program = SqlPrograms(conn).get(partner.program_id)
     assert program is not None
     offers = [o for o in SqlOffers(conn).list(program.id) if o.status is OfferStatus.ACTIVE]
-    return Me(partner, program, offers)
+    pending = tuple(content.pending_terms(conn, program.id, partner.id))
+    unread = q.unread_count(conn, partner.id)
+    return Me(partner, program, offers, pending, unread)
 
 
 def _partner_id(request: Request) -> int:
@@ -176,6 +183,8 @@ def _create_link(
         me = _me(conn, partner_id)
     if not me.can_earn:
         raise InvalidInput("your application is not approved yet", field="offer_id")
+    if me.pending_terms:
+        raise InvalidInput("accept the program's current terms first", field="offer_id")
     if all(o.id != offer_id for o in me.offers):
         # Another program's offer, a paused one or a made-up id: all look the same.
         raise InvalidInput("choose one of this program's active offers", field="offer_id")
