@@ -154,8 +154,8 @@ def wrk(url: str, duration: int, connections: int, script: str | None, tmp: Path
     return result
 
 
-def run_nginx(tmp: Path, duration: int, connections: int) -> dict[str, Any]:
-    prefix = tmp / "nginx"
+def run_nginx(tmp: Path, duration: int, connections: int, name: str = "a") -> dict[str, Any]:
+    prefix = tmp / f"nginx-{name}"
     prefix.mkdir()
     port = free_port()
     conf = prefix / "nginx.conf"
@@ -194,10 +194,12 @@ def db_count(env: dict[str, str], sql: str) -> Any:
     return out.strip().splitlines()[-1]
 
 
-def start_tracker(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_tracker(
+    env: dict[str, str], port: int, interface: str = "rsgi"
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, str(VENV_BIN / "partnerflow"), "track",
-         "--port", str(port), "--workers", "1"],
+         "--port", str(port), "--workers", "1", "--interface", interface],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     wait_port(port)
@@ -225,13 +227,21 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--asgi", action="store_true", help="also measure clicks over the ASGI interface"
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: server on core 0, wrk on core 1")
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        results: dict[str, Any] = {"duration_s": args.duration, "connections": args.connections}
+        results: dict[str, Any] = {
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "load_average_before": os.getloadavg(),
+        }
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         nginx = run_nginx(tmp, args.duration, args.connections)
         results["nginx"] = nginx
         print(line("nginx static 302 + Set-Cookie", nginx), flush=True)
@@ -255,7 +265,16 @@ def main() -> None:
             after = int(db_count(env, "SELECT COUNT(*) FROM clicks"))
             clicks["stored"] = after - before
             results["clicks"] = clicks
-            print(line("partnerflow track /c/{code} (SQLite FULL)", clicks, nginx["rps"]))
+            # The machine is shared: nginx again right after, and the ratio to the mean of
+            # the two nginx runs that bracket the clicks (each ratio is printed too).
+            nginx2 = run_nginx(tmp, args.duration, args.connections, "b")
+            results["nginx_after_clicks"] = nginx2
+            print(line("nginx again, right after the clicks", nginx2))
+            ref = (nginx["rps"] + nginx2["rps"]) / 2
+            results["clicks_ratio"] = clicks["rps"] / ref
+            print(line("partnerflow track /c/{code} (SQLite FULL)", clicks, ref)
+                  + f"  (vs each nginx run: {clicks['rps'] / nginx['rps']:.2f},"
+                    f" {clicks['rps'] / nginx2['rps']:.2f})")  # fmt: skip
             got = clicks["ok"]
             in_flight_ok = 0 <= clicks["stored"] - got <= args.connections
             print(f"  302s received {got}, new click rows {clicks['stored']},"
@@ -270,7 +289,7 @@ def main() -> None:
             paced = wrk(url, args.duration, paced_conns,
                         PACED_LUA % delay_ms, tmp)  # fmt: skip
             results["clicks_half_rate"] = {**paced, "target_rps": target, "delay_ms": delay_ms}
-            print(line(f"  at ~half rate (target {target:.0f}/s)", paced, nginx["rps"]))
+            print(line(f"  at ~half rate (target {target:.0f}/s)", paced, ref))
 
             click_id = db_count(env, "SELECT id FROM clicks LIMIT 1")
             before_conv = int(db_count(env, "SELECT COUNT(*) FROM conversions"))
@@ -288,6 +307,24 @@ def main() -> None:
                   f" ledger entries {ledger}, errors {pb['errors']}")  # fmt: skip
         finally:
             stop(proc)
+        if args.asgi:
+            # The same handlers over granian's ASGI interface (what `serve` runs), for the
+            # RSGI-vs-ASGI difference in this run.
+            port = free_port()
+            proc = start_tracker(env, port, "asgi")
+            try:
+                url = f"http://127.0.0.1:{port}/c/{seeded['code']}?sub1=bench&sub2=wrk&utm_source=bench"
+                wrk(url, 2, args.connections, None, tmp)
+                asgi = wrk(url, args.duration, args.connections, None, tmp)
+                results["clicks_asgi"] = asgi
+            finally:
+                stop(proc)
+            nginx3 = run_nginx(tmp, args.duration, args.connections, "c")
+            results["nginx_after_asgi"] = nginx3
+            print(line("nginx again, right after the ASGI clicks", nginx3))
+            print(line("partnerflow track --interface asgi /c/{code}", asgi, nginx3["rps"]))
+        results["load_average_after"] = os.getloadavg()
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if args.json:
             for part in results.values():
                 if isinstance(part, dict):

@@ -1,5 +1,6 @@
-"""`partnerflow serve` (tracking + web UI) and `partnerflow track` (tracker node only), both
-on granian's ASGI interface with uvloop when installed."""
+"""`partnerflow serve` (tracking + web UI, granian's ASGI interface) and `partnerflow track`
+(tracker node only, granian's RSGI interface by default: no ASGI message dicts per request;
+`--interface asgi` serves the same handlers over ASGI), with uvloop when installed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from partnerflow.cli.runtime import fail, settings
 EXIT_INSECURE = 2
 
 
-def _run(host: str, port: int, workers: int, *, tracking_only: bool, demo: bool) -> None:
+def _run(
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    tracking_only: bool,
+    demo: bool,
+    interface: str = "asgi",
+) -> None:
     from granian import Granian  # imported here: `partnerflow --help` stays fast
     from granian.constants import Interfaces, Loops
 
@@ -34,16 +43,18 @@ def _run(host: str, port: int, workers: int, *, tracking_only: bool, demo: bool)
     services.close()
     os.environ["PARTNERFLOW_SERVE_TRACKING_ONLY"] = "1" if tracking_only else "0"
     loop = Loops.uvloop if importlib.util.find_spec("uvloop") else Loops.asyncio
+    rsgi = tracking_only and interface == "rsgi"
     typer.echo(
         f"partnerflow {'tracker' if tracking_only else 'server'} on http://{host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''}, {loop.value})"
+        f"({workers} worker{'s' if workers > 1 else ''}, {loop.value}, "
+        f"{'RSGI' if rsgi else 'ASGI'})"
     )
     Granian(
-        "partnerflow.web.server:app_factory",
+        "partnerflow.web.server:" + ("rsgi_factory" if rsgi else "app_factory"),
         factory=True,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
         workers=workers,
         loop=loop,
         log_access=False,
@@ -68,6 +79,11 @@ def register(root: typer.Typer) -> None:
         port: int = typer.Option(8000, help="Port to bind."),
         workers: int = typer.Option(1, min=1, max=64, help="Worker processes."),
         demo: bool = typer.Option(False, "--demo", help="Allow the default secret (demo)."),
+        interface: str = typer.Option(
+            "rsgi", help="Granian interface: rsgi (faster) or asgi (same handlers)."
+        ),
     ) -> None:
         """Serve the tracking endpoints alone (a dedicated tracker node)."""
-        _run(host, port, workers, tracking_only=True, demo=demo)
+        if interface not in ("rsgi", "asgi"):
+            fail("--interface must be rsgi or asgi", 2)
+        _run(host, port, workers, tracking_only=True, demo=demo, interface=interface)

@@ -16,13 +16,20 @@ import contextlib
 import importlib
 import importlib.util
 import logging
-from typing import Any
 
 from partnerflow.bootstrap import Services
-from partnerflow.core.errors import PartnerflowError
-from partnerflow.web.asgi import ASGIApp, Message, Receive, Scope, Send, respond_error, respond_json
+from partnerflow.web.asgi import (
+    ASGIApp,
+    AsgiRequest,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    respond_json,
+    send_reply,
+)
 from partnerflow.web.home import home_app
-from partnerflow.web.tracker import Tracker
+from partnerflow.web.tracker import Tracker, guarded
 
 log = logging.getLogger("partnerflow.web")
 
@@ -43,15 +50,7 @@ class PartnerflowApp:
         self.tracker = Tracker(services)
         self.ui: ASGIApp | None = None if tracking_only else _ui_app(services)
         self._ui_lifespan: _LifespanForwarder | None = None
-        t = self.tracker
-        # path prefix/exact path -> handler; checked in this order.
-        self._prefixes = (("/c/", t.click), ("/i/", t.impression))
-        self._exact = {
-            "/postback": t.postback,
-            "/px": t.pixel,
-            "/pf.js": t.script,
-            "/api/v1/orders": t.order,
-        }
+        self._routes = self.tracker.routes()
 
     async def startup(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.tracker.start)
@@ -69,17 +68,23 @@ class PartnerflowApp:
         kind = scope["type"]
         if kind == "http":
             path: str = scope["path"]
-            handler = self._exact.get(path)
-            if handler is None:
-                for prefix, candidate in self._prefixes:
-                    if path.startswith(prefix):
-                        handler = candidate
-                        break
-            if handler is not None:
-                await self._tracking(handler, scope, receive, send)
+            if path.startswith("/c/"):
+                await self._click(scope, send)
+                return
+            route = self._routes.get(path)
+            if route is not None:
+                await self._ensure_started()
+                reply = await guarded(route(AsgiRequest(scope, receive)), scope["method"], path)
+                await send_reply(send, reply)
+                return
+            if path.startswith("/i/"):
+                await self._impression(scope, send)
+                return
+            if path == "/pf.js":
+                await send_reply(send, self.tracker.script())
                 return
             if path == "/healthz":
-                await respond_json(send, 200, self.tracker.health())
+                await send_reply(send, self.tracker.health())
                 return
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -89,20 +94,46 @@ class PartnerflowApp:
             return
         await self.ui(scope, receive, send)
 
-    async def _tracking(self, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.tracker.writer.running:
+    async def _ensure_started(self) -> None:
+        if not self.tracker.started:
             # No lifespan (some test transports, some servers): start on first use.
             await self.startup()
-        try:
-            await handler(scope, receive, send)
-        except PartnerflowError as exc:
-            log.info("%s %s refused: %s", scope["method"], scope["path"][:80], exc.message)
-            await respond_error(send, exc)
-        except Exception:
-            log.exception("bug on %s %s", scope["method"], scope["path"][:80])
-            await respond_json(
-                send, 500, {"error": "internal", "reason": "unexpected error, logged"}
-            )
+
+    async def _click(self, scope: Scope, send: Send) -> None:
+        await self._ensure_started()
+        ua = referrer = cookie = origin = forwarded = None
+        # One pass over the headers for the five the click reads (latin-1 never fails).
+        for key, raw in scope["headers"]:
+            if key == b"user-agent":
+                ua = raw.decode("latin-1")
+            elif key == b"referer":
+                referrer = raw.decode("latin-1")
+            elif key == b"cookie":
+                cookie = raw.decode("latin-1")
+            elif key == b"origin":
+                origin = raw.decode("latin-1")
+            elif key == b"x-forwarded-for":
+                forwarded = raw.decode("latin-1")
+        client = scope.get("client")
+        call = self.tracker.click(
+            scope["path"][3:], scope["query_string"], ua, referrer, cookie, origin,
+            client[0] if client else None, forwarded,
+        )  # fmt: skip
+        await send_reply(send, await guarded(call, "GET", scope["path"]))
+
+    async def _impression(self, scope: Scope, send: Send) -> None:
+        await self._ensure_started()
+        ua = forwarded = None
+        for key, raw in scope["headers"]:
+            if key == b"user-agent":
+                ua = raw.decode("latin-1")
+            elif key == b"x-forwarded-for":
+                forwarded = raw.decode("latin-1")
+        client = scope.get("client")
+        call = self.tracker.impression(
+            scope["path"][3:], ua, client[0] if client else None, forwarded
+        )
+        await send_reply(send, await guarded(call, scope["method"], scope["path"]))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

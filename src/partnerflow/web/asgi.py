@@ -1,8 +1,8 @@
 """Raw ASGI primitives for the hot path: header lookup, body reading, responses.
 
 A framework router and its Request/Response objects cost more per click than our whole
-budget (see docs/performance.md), so the tracking endpoints speak ASGI directly. Response
-headers are pre-encoded bytes; nothing here allocates more than it must.
+budget (see docs/performance.md), so the tracking endpoints speak ASGI directly. The
+tracker's handlers return text headers (what RSGI takes); `send_reply` encodes them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from partnerflow.core.errors import PartnerflowError
+from partnerflow.web.tracker import STATUS_BY_CODE, BodyTooLarge, MethodNotAllowed, Reply
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,25 +23,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 64 * 1024
 JSON_TYPE = (b"content-type", b"application/json")
 NO_STORE = (b"cache-control", b"no-store, max-age=0")
+# Header names the tracker answers with, pre-encoded (saves an encode per header).
+_NAMES = {
+    name: name.encode()
+    for name in (
+        "location", "set-cookie", "cache-control", "content-type", "vary",
+        "access-control-allow-origin", "access-control-allow-credentials",
+    )
+}  # fmt: skip
 
-STATUS_BY_CODE = {
-    "invalid_input": 400,
-    "forbidden": 403,
-    "not_found": 404,
-    "conflict": 409,
-    "invalid_transition": 409,
-    "payload_too_large": 413,
-    "method_not_allowed": 405,
-    "database_unavailable": 503,
-}
-
-
-class BodyTooLarge(PartnerflowError):
-    code = "payload_too_large"
-
-
-class MethodNotAllowed(PartnerflowError):
-    code = "method_not_allowed"
+__all__ = [
+    "MAX_BODY", "STATUS_BY_CODE", "ASGIApp", "AsgiRequest", "BodyTooLarge", "Message",
+    "MethodNotAllowed", "Receive", "Scope", "Send", "header", "read_body", "respond",
+    "respond_error", "respond_json", "send_reply",
+]  # fmt: skip
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -66,6 +62,35 @@ async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+class AsgiRequest:
+    """`web.tracker.TrackRequest` over an ASGI scope."""
+
+    __slots__ = ("method", "query", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.query: bytes | str = scope["query_string"]
+
+    def header(self, name: str) -> str | None:
+        return header(self.scope, name.encode())
+
+    async def body(self) -> bytes:
+        return await read_body(self.receive)
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    status, headers, body = reply
+    raw = [
+        (_NAMES.get(name) or name.encode(), value.encode("utf-8", "surrogateescape"))
+        for name, value in headers
+    ]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def respond(

@@ -10,6 +10,8 @@ import os
 from partnerflow.bootstrap import build
 from partnerflow.config import load_settings
 from partnerflow.web.app import PartnerflowApp, create_app
+from partnerflow.web.rsgi import TrackerRSGI
+from partnerflow.web.tracker import Tracker
 
 TRACK_ONLY_ENV = "PARTNERFLOW_SERVE_TRACKING_ONLY"
 
@@ -20,7 +22,14 @@ def _configure_logging() -> None:
 
 
 def app_factory() -> PartnerflowApp:
-    """The whole application (tracking + UI), or the tracker alone when the CLI said so."""
+    """ASGI: the whole application (tracking + UI), or the tracker alone when the CLI said
+    so."""
     _configure_logging()
     services = build(load_settings())
     return create_app(services, tracking_only=os.environ.get(TRACK_ONLY_ENV) == "1")
+
+
+def rsgi_factory() -> TrackerRSGI:
+    """RSGI: the tracker alone (`partnerflow track`, the default interface there)."""
+    _configure_logging()
+    return TrackerRSGI(Tracker(build(load_settings())))

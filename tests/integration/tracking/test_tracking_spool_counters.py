@@ -64,3 +64,29 @@ def test_redis_counters_are_shared_between_clients(redis_url: str) -> None:
         first._client.delete(prefix + "s:u:1:v", prefix + "n:ip")
         first.close()
         second.close()
+
+
+@pytest.mark.redis
+def test_redis_check_click_is_one_async_round_trip_with_the_same_answers(redis_url: str) -> None:
+    import asyncio
+
+    prefix = f"pf-test-{secrets.token_hex(4)}:"
+    counters = RedisCounters(redis_url, prefix=prefix)
+
+    async def clicks() -> list[tuple[bool, int]]:
+        try:
+            return [
+                await counters.check_click_async("fp1", "v1", 60, "ip", 60),
+                await counters.check_click_async("fp2", "v1", 60, "ip", 60),  # same visitor
+                await counters.check_click_async("fp3", "v3", 60, None, 60),
+            ]
+        finally:
+            await counters.aclose()
+
+    try:
+        assert asyncio.run(clicks()) == [(False, 1), (True, 2), (False, 0)]
+        assert counters.seen_recently("fp2", 60) is True  # marked even when not unique
+    finally:
+        counters._client.delete(*(prefix + k for k in ("s:fp1", "s:fp2", "s:fp3", "s:v1",
+                                                        "s:v3", "n:ip")))  # fmt: skip
+        counters.close()

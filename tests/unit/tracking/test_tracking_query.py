@@ -68,3 +68,47 @@ def test_cookie_header_parsing_never_raises(header: str) -> None:
 
 def test_cookie_parsing_reads_first_value() -> None:
     assert read_cookies('a=1; pf_vid="x"; a=2; junk') == {"a": "1", "pf_vid": "x"}
+
+
+def _reference_parse(raw: bytes) -> dict[str, str]:
+    """The parser the fast one replaced (urllib's parse_qsl)."""
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(
+        raw.decode("ascii"), keep_blank_values=True, errors="strict", max_num_fields=64
+    )
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
+QUERY_PIECES = st.sampled_from(
+    ["a", "sub1", "utm_source", "=", "&", "+", "%", "%2", "%20", "%C3%A9", "%ff", "%zz", "x"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(QUERY_PIECES, max_size=30).map("".join), st.booleans())
+def test_fast_query_parser_matches_parse_qsl(text: str, as_text: bool) -> None:
+    raw = text.encode()
+    try:
+        expected: dict[str, str] | None = _reference_parse(raw)
+    except (UnicodeDecodeError, ValueError):
+        expected = None
+    try:
+        got: dict[str, str] | None = parse_query(text if as_text else raw)
+    except InvalidInput:
+        got = None
+    assert got == expected
+
+
+def test_query_with_65_fields_is_refused_and_64_accepted() -> None:
+    assert len(parse_query("&".join(f"k{i}=v" for i in range(64)).encode())) == 64
+    with pytest.raises(InvalidInput):
+        parse_query("&".join(f"k{i}=v" for i in range(65)).encode())
+
+
+def test_non_ascii_query_text_is_refused() -> None:
+    with pytest.raises(InvalidInput):
+        parse_query("sub1=é")

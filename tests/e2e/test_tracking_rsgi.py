@@ -1,0 +1,129 @@
+"""`partnerflow track` serves the tracker over granian's RSGI interface (its default); the
+same handlers as the ASGI app: a click redirects with its cookie and its row is stored, a
+postback is recorded and answered, junk is refused with JSON, never a 500."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+from tests.factories import World, make_world
+
+from partnerflow.bootstrap import build
+from partnerflow.config import Settings
+from partnerflow.storage import tables as t
+
+pytestmark = [pytest.mark.slow]
+
+PARTNERFLOW = str(Path(sys.executable).parent / "partnerflow")
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[tuple[str, str, World]]:
+    url = f"sqlite:///{tmp_path / 'rsgi.db'}"
+    services = build(Settings(database_url=url, spool_dir=tmp_path / "spool"))
+    services.migrate()
+    world = make_world(services)
+    services.close()
+    env = {
+        **os.environ,
+        "PARTNERFLOW_DATABASE_URL": url,
+        "PARTNERFLOW_SPOOL_DIR": str(tmp_path / "spool"),
+        "PARTNERFLOW_SECRET_KEY": "rsgi-test-secret",
+    }
+    env.pop("PARTNERFLOW_REDIS_URL", None)
+    port = free_port()
+    proc = subprocess.Popen(
+        [PARTNERFLOW, "track", "--port", str(port), "--interface", "rsgi"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base, url, world
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0].decode(errors="replace")
+        assert "RSGI" in out, out
+
+
+def test_rsgi_click_redirects_and_stores_its_row(tracker: tuple[str, str, World]) -> None:
+    base, url, world = tracker
+    r = httpx.get(
+        base + "/c/ann-shop",
+        params={"sub1": "spring", "utm_source": "blog"},
+        headers={"user-agent": UA, "x-forwarded-for": "198.51.100.99"},
+    )
+    assert r.status_code == 302
+    location = urlsplit(r.headers["location"])
+    query = parse_qs(location.query)
+    click_id = query["click_id"][0]
+    assert (location.netloc, location.path, query["utm_source"]) == (
+        "shop.example.com", "/landing", ["blog"],
+    )  # fmt: skip
+    assert r.cookies["pf_click"] == click_id
+    assert "pf_vid" in r.cookies
+    services = build(Settings(database_url=url))
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.clicks).where(t.clicks.c.id == click_id)).one()
+    services.close()
+    assert (row.link_id, row.partner_id, row.sub1) == (world.link.id, world.partner.id, "spring")
+    # No trusted proxy configured: X-Forwarded-For is ignored, the peer address is stored.
+    assert row.ip == "127.0.0.1"
+    assert (row.device, row.os, row.browser, row.is_unique) == (
+        "desktop", "Windows", "Chrome", True,
+    )  # fmt: skip
+
+    pb = httpx.post(
+        base + "/postback",
+        data={"order_id": "R-1", "amount": "100", "click_id": click_id},
+        headers={"x-partnerflow-token": world.program.postback_token},
+    )
+    assert pb.status_code == 200
+    body = pb.json()
+    assert (body["duplicate"], body["attributed_by"], body["partner_id"]) == (
+        False, "click_id", world.partner.id,
+    )  # fmt: skip
+    again = httpx.get(
+        base + "/postback",
+        params={"token": world.program.postback_token, "order_id": "R-1", "amount": "100"},
+    )
+    assert again.json()["duplicate"] is True
+
+
+def test_rsgi_refusals_are_json(tracker: tuple[str, str, World]) -> None:
+    base, _, _ = tracker
+    unknown = httpx.get(base + "/c/no-such-link")
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
+    bad = httpx.get(base + "/c/ann-shop?sub1=%ff")
+    assert (bad.status_code, bad.json()["field"]) == (400, "query")
+    token = httpx.get(base + "/postback", params={"token": "nope", "order_id": "x"})
+    assert token.status_code == 403
+    assert httpx.get(base + "/nothing").status_code == 404
+    pixel = httpx.get(base + "/i/ann-shop")
+    assert (pixel.status_code, pixel.headers["content-type"]) == (200, "image/gif")

@@ -1,0 +1,79 @@
+"""The hot path's shortcuts give the same answers as the plain code they replaced."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from partnerflow.core.ids import click_id_time_ms, is_click_id, new_click_id
+from partnerflow.storage.counters import MemoryCounters
+from partnerflow.storage.event_writer import sqlite_timestamp
+from partnerflow.tracking.clicks import append_params, landing_parts
+from partnerflow.web.rsgi import peer_ip
+from partnerflow.web.tracker import TrustedProxies
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(datetime(2000, 1, 1), datetime(2200, 1, 1), timezones=st.just(UTC)),
+    st.integers(-12, 12),
+)
+def test_sqlite_timestamp_is_the_strftime_text(moment: datetime, hours: int) -> None:
+    local = moment.astimezone(timezone(timedelta(hours=hours)))
+    assert sqlite_timestamp(local) == f"{moment:%Y-%m-%d %H:%M:%S.%f}"
+
+
+def test_click_ids_keep_their_format_time_and_uniqueness() -> None:
+    ids = [new_click_id(1_700_000_000_123) for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    assert all(is_click_id(i) and click_id_time_ms(i) == 1_700_000_000_123 for i in ids)
+    assert {i[:10] for i in ids} == {ids[0][:10]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["https://s.example/l", "https://s.example/l?a=1", "https://s.example/?",
+                     "https://s.example/l?a=1&", "https://s.example/l#frag", "https://s.example/l?x#f"]),
+    st.text(max_size=12),
+)  # fmt: skip
+def test_precomputed_landing_parts_match_append_params(url: str, value: str) -> None:
+    head, tail = landing_parts(url)
+    from urllib.parse import quote
+
+    expected = append_params(url, [("utm_source", value), ("click_id", "abc")])
+    assert f"{head}utm_source={quote(value, safe='')}&click_id=abc{tail}" == expected
+
+
+def test_check_click_equals_the_three_separate_calls() -> None:
+    now = [100.0]
+    combined = MemoryCounters(now=lambda: now[0])
+    separate = MemoryCounters(now=lambda: now[0])
+    keys = [("fp1", "v1", "ip1"), ("fp1", "v2", "ip1"), ("fp2", "v1", "ip2"), ("fp3", "v3", "ip1")]
+    for step, (fp, vid, ip) in enumerate(keys * 3):
+        now[0] += 10 if step % 4 == 0 else 0
+        seen_fp = separate.seen_recently(fp, 30)
+        seen_vid = separate.seen_recently(vid, 30)
+        count = separate.incr(ip, 20)
+        assert combined.check_click(fp, vid, 30, ip, 20) == (seen_fp or seen_vid, count)
+
+
+def test_forwarded_for_is_read_only_from_trusted_proxies() -> None:
+    none = TrustedProxies(())
+    assert not none
+    proxies = TrustedProxies(("10.0.0.0/8", "192.0.2.1"))
+    assert proxies.client("10.1.2.3", "203.0.113.9") == "203.0.113.9"
+    # The right-most untrusted hop is the client; what it forwarded is its own claim.
+    assert proxies.client("10.1.2.3", "1.1.1.1, 203.0.113.9, 10.9.9.9") == "203.0.113.9"
+    assert proxies.client("198.51.100.7", "203.0.113.9") == "198.51.100.7"  # untrusted peer
+    assert proxies.client("10.1.2.3", "not-an-ip") == "10.1.2.3"
+    assert proxies.client("10.1.2.3", "10.2.2.2") == "10.1.2.3"  # only proxies: the peer
+    assert proxies.client("10.1.2.3", None) == "10.1.2.3"
+
+
+def test_rsgi_client_addresses() -> None:
+    assert peer_ip("203.0.113.7:5555") == "203.0.113.7"
+    assert peer_ip("[2001:db8::1]:443") == "2001:db8::1"
+    assert peer_ip("") is None
+    assert peer_ip("203.0.113.7") == "203.0.113.7"
