@@ -1,5 +1,8 @@
 """Use cases: set and inspect caps, enforce them on the hot path, recompute adaptive caps,
-goals and partner targets, ad-spend import and reports."""
+goals and partner targets, ad-spend import and reports.
+
+Every stored cap change (manual or adaptive) publishes `cap.changed` in its own transaction
+through the unit of work's `events` sink, when it has one (see `_events`)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from partnerflow.caps import adaptive, goals, spend
 from partnerflow.caps.model import (
@@ -53,6 +57,7 @@ from partnerflow.caps.rules import (
 )
 from partnerflow.core.clock import Clock
 from partnerflow.core.errors import InvalidInput, NotFound
+from partnerflow.core.events import CAP_CHANGED, EventSink
 from partnerflow.core.ids import OfferId, PartnerId, ProgramId
 from partnerflow.programs.model import Program
 
@@ -187,6 +192,56 @@ def _build_rule(uow: CapsUnitOfWork, program: Program, cmd: SetCap, now: datetim
     )
 
 
+def _events(uow: CapsUnitOfWork) -> EventSink | None:
+    """The unit of work's event sink. Optional on `CapsUnitOfWork` while not every caps
+    unit of work carries one (`storage.unit_of_work.PublishingCapsUnitOfWork` does); with
+    a sink, a change and its event commit together."""
+    sink: EventSink | None = getattr(uow, "events", None)
+    return sink
+
+
+def cap_payload(rule: CapRule, change: CapChange, currency: str) -> dict[str, Any]:
+    """`cap.changed` data: the cap as it now is and the change with its reason."""
+
+    def amount(value: Decimal | None) -> str | None:
+        return None if value is None else format_amount(rule.metric, value)
+
+    return {
+        "cap": {
+            "id": rule.id,
+            "program_id": rule.program_id,
+            "offer_id": rule.scope.offer_id,
+            "partner_id": rule.scope.partner_id,
+            "metric": rule.metric.value,
+            "period": rule.period.value,
+            "mode": rule.mode.value,
+            "limit": amount(rule.limit),
+            "currency": currency if rule.metric.is_money else None,
+            "active": rule.active,
+        },
+        "change": {
+            "id": change.id,
+            "source": change.source.value,
+            "old_limit": amount(change.old_limit),
+            "new_limit": amount(change.new_limit),
+            "reason": change.reason,
+            "actor": change.actor,
+            "at": change.at.isoformat(),
+        },
+    }
+
+
+def _publish_cap(uow: CapsUnitOfWork, rule: CapRule, change: CapChange, currency: str) -> None:
+    sink = _events(uow)
+    if sink is not None:
+        sink.publish(
+            CAP_CHANGED,
+            cap_payload(rule, change, currency),
+            program_id=rule.program_id,
+            partner_id=rule.scope.partner_id,
+        )
+
+
 def set_caps(
     uow: CapsUnitOfWork,
     counter: CapCounter,
@@ -235,7 +290,7 @@ def set_caps(
             rule = item.rule
             old = previous.get(rule.id)
             saved = uow.caps.update(rule) if old else uow.caps.add(rule)
-            uow.cap_changes.add(
+            change = uow.cap_changes.add(
                 CapChange(
                     id=0,
                     cap_id=saved.id,
@@ -249,6 +304,7 @@ def set_caps(
                 ),
                 saved.metric,
             )
+            _publish_cap(uow, saved, change, programs[saved.program_id].currency)
             uow.audit.record(
                 actor=actor,
                 action="cap.changed" if old else "cap.created",
@@ -546,6 +602,7 @@ def recompute_caps(
                     entity_id=str(cap.id),
                     detail={"reason": decision.reason, "run_key": key},
                 )
+                _publish_cap(uow, updated, change, program.currency)
                 cap = updated
             outcomes.append(AdaptiveOutcome(cap, decision, True))
     return outcomes

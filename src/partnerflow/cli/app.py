@@ -30,6 +30,7 @@ SUBCOMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("webhooks", ("webhooks",)),
     ("messages", ("messages",)),
     ("import", ("imports",)),
+    ("jobs", ("jobs",)),
     ("demo", ("demo",)),
 ]
 # Modules that add top-level commands through `register(root)`.

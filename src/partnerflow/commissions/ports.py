@@ -19,6 +19,7 @@ from partnerflow.commissions.ledger import Entry
 from partnerflow.commissions.model import LedgerEntry
 from partnerflow.commissions.rates import Rate, RateTable
 from partnerflow.core.audit import AuditLog
+from partnerflow.core.events import EventSink
 from partnerflow.core.ids import ConversionId
 from partnerflow.core.money import Money
 
@@ -163,6 +164,8 @@ class CommissionsUnitOfWork(Protocol):
     def ledger(self) -> LedgerRepository: ...
     @property
     def audit(self) -> AuditLog: ...
+    @property
+    def events(self) -> EventSink: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -13,6 +13,10 @@ Pricing. `commission_for_conversion` converts the order value into the program c
 the stored rate, picks the version in force at the conversion time (the offer's plan first,
 then the program's, then the offer's simple plan through `from_simple_plan`), counts the
 partner's conversions in the tier period and the customer's purchases, and computes.
+
+Events. Every ledger change publishes its event (`commission.approved` with
+`conversion.approved`, `conversion.reversed` with `commission.reversed`,
+`commission.adjusted`) through the unit of work, in the same transaction as the entries.
 """
 
 from __future__ import annotations
@@ -57,6 +61,15 @@ from partnerflow.commissions.rules import commission_for, describe_plan
 from partnerflow.commissions.rules import parse_plan as parse_simple_plan
 from partnerflow.core.clock import Clock, ensure_utc
 from partnerflow.core.errors import Conflict, InvalidInput, NotFound
+from partnerflow.core.events import (
+    COMMISSION_ADJUSTED,
+    COMMISSION_APPROVED,
+    COMMISSION_REVERSED,
+    CONVERSION_APPROVED,
+    CONVERSION_REVERSED,
+    EventSink,
+    money_fields,
+)
 from partnerflow.core.money import Money, check_currency
 
 PROGRAM_SCOPE = "program"
@@ -417,6 +430,66 @@ def commission_for_conversion(
     return Priced(amount, text, source, result.plan_id, result.plan_version, result.rule_id, fx)
 
 
+# --------------------------------------------------------------------------- events
+
+
+def conversion_payload(conv: ConversionFacts, status: str | None = None) -> dict[str, Any]:
+    """The `conversion` object of conversion events (the same keys as conversion.created,
+    so a partner postback's macros expand alike; see docs/webhooks.md)."""
+    return {
+        "id": conv.id,
+        "program_id": conv.program_id,
+        "offer_id": conv.offer_id,
+        "partner_id": conv.partner_id,
+        "order_id": conv.order_id,
+        "event_type": conv.event_type,
+        **money_fields(conv.amount),
+        "status": status or conv.status,
+        "attributed_by": conv.attributed_by,
+        "click_id": conv.click_id,
+        "coupon_code": conv.coupon_code,
+        "customer_id": conv.customer_id,
+        "created_at": conv.created_at.isoformat(),
+    }
+
+
+def commission_payload(entry: Entry, amount: Money, **extra: Any) -> dict[str, Any]:
+    """The `commission` object of commission events: `amount` is the money concerned (for a
+    reversal the amount taken back, for an adjustment the signed correction)."""
+    return {
+        "txn_id": entry.txn_id,
+        "kind": entry.kind.value,
+        "program_id": entry.program_id,
+        "partner_id": entry.partner_id,
+        "conversion_id": entry.conversion_id,
+        **money_fields(amount),
+        "reason": entry.reason,
+        "author": entry.author,
+        "created_at": entry.created_at.isoformat(),
+        **extra,
+    }
+
+
+def publish_commission(
+    events: EventSink, event_type: str, entry: Entry, amount: Money, **extra: Any
+) -> None:
+    events.publish(
+        event_type,
+        {"commission": commission_payload(entry, amount, **extra)},
+        program_id=entry.program_id,
+        partner_id=entry.partner_id,
+    )
+
+
+def net_amount(entries: Iterable[Entry]) -> Money:
+    """The signed sum of a transaction's entries (one currency)."""
+    items = list(entries)
+    total = Money.zero(items[0].amount.currency)
+    for e in items:
+        total = total + e.amount
+    return total
+
+
 # --------------------------------------------------------------------------- ledger
 
 
@@ -447,6 +520,20 @@ def approve_commissions(
         new = pure_ledger.approve_due(entries, now, program.lock_period_days, held=on_hold)
         without_hold = pure_ledger.approve_due(entries, now, program.lock_period_days)
         uow.ledger.append_entries(new)
+        for e in new:
+            if e.bucket is LedgerBucket.APPROVED and e.conversion_id is not None:
+                conv = uow.facts.get(e.conversion_id)
+                publish_commission(uow.events, COMMISSION_APPROVED, e, e.amount, bucket="approved")
+                if conv is not None:
+                    uow.events.publish(
+                        CONVERSION_APPROVED,
+                        {
+                            "conversion": conversion_payload(conv),
+                            "commission": {**money_fields(e.amount), "bucket": "approved"},
+                        },
+                        program_id=conv.program_id,
+                        partner_id=conv.partner_id,
+                    )
     totals: dict[str, Money] = {}
     for e in new:
         if e.bucket is LedgerBucket.APPROVED:
@@ -549,6 +636,25 @@ def reverse_conversion(
             entity_id=str(conv.id),
             detail={"order_id": order_id, "refund": str(refund.amount), "reason": reason},
         )
+        taken_back = -net_amount(new) if new else None
+        if new:
+            publish_commission(uow.events, COMMISSION_REVERSED, new[0], taken_back or refund)
+        uow.events.publish(
+            CONVERSION_REVERSED,
+            {
+                "conversion": conversion_payload(conv, "reversed" if fully else None),
+                "reversal": {
+                    "kind": kind,
+                    "refund": money_fields(refund),
+                    "refunded_total": money_fields(conv.refunded + refund),
+                    "fully_refunded": fully,
+                    "commission_reversed": money_fields(taken_back) if taken_back else None,
+                    "reason": reason.strip(),
+                },
+            },
+            program_id=conv.program_id,
+            partner_id=conv.partner_id,
+        )
     reversed_amount = (
         Money(-sum((e.amount.amount for e in new), Decimal(0)), new[0].amount.currency)
         if new
@@ -601,6 +707,7 @@ def adjust_balance(
             entity_id=str(partner_id),
             detail={"amount": str(amount.amount), "currency": amount.currency, "reason": reason},
         )
+        publish_commission(uow.events, COMMISSION_ADJUSTED, new[0], net_amount(new))
     return new[0]
 
 

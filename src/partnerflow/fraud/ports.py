@@ -15,6 +15,7 @@ from typing import Any, Protocol, Self
 
 from partnerflow.commissions.ledger import Entry
 from partnerflow.core.audit import AuditLog
+from partnerflow.core.events import EventSink
 from partnerflow.fraud.policy import Action, FraudPolicy, Subject
 from partnerflow.partners.ports import PartnerRepository
 from partnerflow.programs.ports import ProgramRepository
@@ -143,6 +144,8 @@ class FraudUnitOfWork(Protocol):
     def fraud_ledger(self) -> FraudLedger: ...
     @property
     def fraud_policies(self) -> PolicyRepository: ...
+    @property
+    def events(self) -> EventSink: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

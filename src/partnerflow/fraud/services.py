@@ -32,8 +32,15 @@ from typing import Any, Final, cast
 from partnerflow.commissions import ledger as pure_ledger
 from partnerflow.commissions.ledger import Entry
 from partnerflow.commissions.model import EntryKind, LedgerBucket
+from partnerflow.commissions.services import publish_commission
 from partnerflow.core.clock import Clock
 from partnerflow.core.errors import Conflict, InvalidInput, NotFound
+from partnerflow.core.events import (
+    CLICK_FLAGGED,
+    COMMISSION_ADJUSTED,
+    COMMISSION_REVERSED,
+    CONVERSION_FLAGGED,
+)
 from partnerflow.core.ids import PartnerId, ProgramId
 from partnerflow.core.money import Money
 from partnerflow.fraud.policy import (
@@ -137,6 +144,13 @@ def _reverse_commission(
         ]
         uow.fraud_ledger.append_entries(new)
         total = sum((e.amount.amount for e in new), Decimal(0))
+        publish_commission(
+            uow.events,
+            COMMISSION_REVERSED,
+            new[0],
+            Money(-total, new[0].amount.currency),
+            fraud_review_id=review.id,
+        )
         effects.append(
             f"commission reversed: {Money(-total, new[0].amount.currency).format()} ({txn})"
         )
@@ -187,6 +201,13 @@ def _reinstate_commission(
         uow.fraud_ledger.append_entries(undo)
         restored_approved |= any(e.bucket is LedgerBucket.APPROVED for e in undo)
         total = sum((e.amount.amount for e in undo), Decimal(0))
+        publish_commission(
+            uow.events,
+            COMMISSION_ADJUSTED,
+            undo[0],
+            Money(total, undo[0].amount.currency),
+            fraud_review_id=review.id,
+        )
         effects.append(
             f"commission reinstated: {Money(total, undo[0].amount.currency).format()} "
             f"(undoes {txn})"
@@ -244,6 +265,39 @@ def _why(review: Review, verb: str, note: str | None) -> str:
     return text[:1000]
 
 
+def review_payload(review: Review) -> dict[str, Any]:
+    """The `review` object of flag events (see docs/webhooks.md)."""
+    return {
+        "id": review.id,
+        "subject": str(review.subject),
+        "subject_id": review.subject_id,
+        "action": str(review.action),
+        "score": review.score,
+        "reasons": list(review.reasons),
+        "status": str(review.status),
+        "created_at": review.created_at.isoformat(),
+    }
+
+
+def _publish_flag(uow: FraudUnitOfWork, review: Review, effects: list[str]) -> None:
+    if review.subject is Subject.PARTNER:
+        return  # a partner finding is announced by its status change, if any
+    event = CONVERSION_FLAGGED if review.subject is Subject.CONVERSION else CLICK_FLAGGED
+    subject: dict[str, Any] = {"id": review.subject_id, "partner_id": review.partner_id}
+    if review.subject is Subject.CONVERSION:
+        subject["id"] = int(review.subject_id)
+        state = uow.conversion_marks.get(int(review.subject_id))
+        if state is not None:
+            subject["status"] = state.status
+            subject["flags"] = state.flags
+    uow.events.publish(
+        event,
+        {str(review.subject): subject, "review": review_payload(review), "effects": effects},
+        program_id=review.program_id,
+        partner_id=review.partner_id,
+    )
+
+
 # --- use cases -------------------------------------------------------------------------
 
 
@@ -290,6 +344,7 @@ def open_review(
                 "effects": effects,
             },
         )
+        _publish_flag(uow, stored, effects)
     return Decision(stored, ReviewStatus.OPEN, tuple(effects))
 
 

@@ -34,7 +34,7 @@ class SmtpConfig:
     def from_settings(cls, settings: object) -> SmtpConfig:
         """Reads `smtp_*` settings when the Settings class has them (see docs)."""
         return cls(
-            host=str(getattr(settings, "smtp_host", cls.host)),
+            host=str(getattr(settings, "smtp_host", None) or cls.host),
             port=int(getattr(settings, "smtp_port", cls.port)),
             sender=str(getattr(settings, "smtp_from", cls.sender)),
             username=getattr(settings, "smtp_username", None),

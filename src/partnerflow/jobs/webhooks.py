@@ -2,7 +2,12 @@
 then send what is due. Safe to run concurrently and to re-run (leases and conditional
 updates); never runs inside a request, so nothing on the tracking path waits for it.
 
-Run it from cron or a loop (`partnerflow webhooks deliver`); each call does one pass.
+Run it from cron or a loop (`partnerflow webhooks deliver`, `partnerflow jobs run`); each
+call does one pass.
+
+Partner postbacks: `storage.webhooks.fan_out` calls them for `conversion.created`; the other
+`messaging.postbacks.POSTBACK_EVENTS` (`conversion.reversed`) are fanned out to postbacks
+here, in the same transaction and before it, so each (event, postback) gets one delivery.
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import Connection, select
 
 from partnerflow.bootstrap import Services
 from partnerflow.messaging.delivery import RetryPolicy
-from partnerflow.messaging.postbacks import all_public
+from partnerflow.messaging.postbacks import POSTBACK_EVENTS, all_public, expand, postback_values
 from partnerflow.messaging.signatures import SIGNATURE_HEADER, sign
+from partnerflow.storage import tables as t
 from partnerflow.storage import webhooks as wh
 
 USER_AGENT = "partnerflow-webhooks/1"
@@ -29,6 +37,48 @@ class DeliveryRun:
     attempted: int
     succeeded: int
     failed: int
+
+
+def fan_out_postbacks(conn: Connection, now: datetime, batch: int = 500) -> int:
+    """Postback deliveries for undispatched events of `POSTBACK_EVENTS` that
+    `storage.webhooks.fan_out` does not handle itself; idempotent (an existing delivery of
+    the same event and target is left alone)."""
+    extra = sorted(POSTBACK_EVENTS - {"conversion.created"})
+    e = t.outbox_events
+    events = conn.execute(
+        select(e)
+        .where(e.c.dispatched_at.is_(None), e.c.event_type.in_(extra), e.c.partner_id.is_not(None))
+        .order_by(e.c.id)
+        .limit(batch)
+    ).all()
+    created = 0
+    d = t.webhook_deliveries
+    for event in events:
+        values = postback_values(event.event_type, event.payload)
+        for pb in wh.list_postbacks(conn, event.partner_id):
+            target = f"postback:{pb.id}"
+            exists = conn.execute(
+                select(d.c.id).where(d.c.event_id == event.event_id, d.c.target == target)
+            ).first()
+            if exists is not None:
+                continue
+            conn.execute(
+                d.insert().values(
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    target=target,
+                    endpoint_id=None,
+                    postback_id=pb.id,
+                    url=expand(pb.url_template, values),
+                    body="",
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            created += 1
+    return created
 
 
 def resolve(host: str) -> list[str]:
@@ -90,7 +140,8 @@ def deliver(
         allow_private = bool(getattr(services.settings, "allow_private_webhook_targets", False))
     clock = services.clock
     with services.engine.begin() as conn:
-        fanned = wh.fan_out(conn, clock.now())
+        fanned = fan_out_postbacks(conn, clock.now())
+        fanned += wh.fan_out(conn, clock.now())
     with services.engine.begin() as conn:
         due = wh.claim_due(conn, clock.now(), limit)
         secrets_by_id = {d.id: wh.secret_for(conn, d) for d in due}

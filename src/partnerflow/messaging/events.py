@@ -1,48 +1,27 @@
-"""The catalogue of events partnerflow publishes, and how endpoints filter them."""
+"""How webhook endpoints filter the events partnerflow publishes.
+
+The catalogue (`EVENT_TYPES`), the `EventSink` port and `money_text` live in
+`partnerflow.core.events` so every capability can publish; they are re-exported here.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from decimal import Decimal
-from typing import Any, Protocol
 
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.events import EVENT_TYPES, EventSink, money_text
 
-EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "partner.applied",
-        "partner.approved",
-        "partner.status_changed",
-        "click.flagged",
-        "conversion.created",
-        "conversion.approved",
-        "conversion.reversed",
-        "commission.created",
-        "commission.approved",
-        "commission.reversed",
-        "commission.paid",
-        "payout.created",
-        "payout.paid",
-        "payout.failed",
-        "cap.changed",
-    }
-)
+__all__ = [
+    "EVENT_TYPES",
+    "EventSink",
+    "check_event_filter",
+    "check_event_type",
+    "matches",
+    "money_text",
+]
+
 _FILTER_RE = re.compile(r"\A(?:\*|[a-z]+\.\*|[a-z]+\.[a-z_]+)\Z")
-
-
-class EventSink(Protocol):
-    """Where a use case appends an event; the storage adapter writes it to the outbox in
-    the caller's transaction."""
-
-    def publish(
-        self,
-        event_type: str,
-        payload: dict[str, Any],
-        *,
-        program_id: int | None = None,
-        partner_id: int | None = None,
-    ) -> str: ...
 
 
 def check_event_type(value: str) -> str:
@@ -77,8 +56,3 @@ def matches(filters: Iterable[str], event_type: str) -> bool:
         if f.endswith(".*") and event_type.startswith(f[:-1]):
             return True
     return False
-
-
-def money_text(value: Decimal) -> str:
-    """Money in payloads is a decimal string: JSON numbers are floats to most parsers."""
-    return format(value.normalize(), "f") if value == value.to_integral() else str(value)

@@ -9,11 +9,12 @@ import csv
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from partnerflow.core.clock import Clock
 from partnerflow.core.errors import InvalidInput, PartnerflowError
 from partnerflow.core.ids import ProgramId
+from partnerflow.partners.ports import PartnersUnitOfWork
 from partnerflow.partners.services import CreatePartner, create_partner
 from partnerflow.tracking.ports import TrackingUnitOfWork
 from partnerflow.tracking.services import ConversionRecorded, RecordConversion, record_conversion
@@ -179,7 +180,8 @@ def import_partners(
             website=row.get("website") or None,
             country=row.get("country") or None,
         )
-        return create_partner(uow, clock, cmd, actor=actor)
+        # The tracking unit of work is also the partners one (with the outbox `events`).
+        return create_partner(cast(PartnersUnitOfWork, uow), clock, cmd, actor=actor)
 
     return _apply(uow, "partners", rows, one)
 

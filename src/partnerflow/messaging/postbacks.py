@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from partnerflow.core.errors import InvalidInput
@@ -30,6 +31,32 @@ MACROS = (
     "sub5",
 )
 _MACRO_RE = re.compile(r"\{([a-z0-9_]+)\}")
+#: The events a partner's postback is called for (their own conversions only).
+POSTBACK_EVENTS = frozenset({"conversion.created", "conversion.reversed"})
+
+
+def postback_values(event_type: str, payload: Mapping[str, Any]) -> dict[str, str | None]:
+    """Macro values of one event. For `conversion.reversed`, `{commission}` is the
+    commission taken back as a negative amount (the usual convention of trackers for a
+    reversal), and `{amount}` the order amount refunded by this reversal."""
+    conv = payload.get("conversion") or {}
+    values: dict[str, str | None] = {
+        "click_id": conv.get("click_id"),
+        "order_id": conv.get("order_id"),
+        "amount": conv.get("amount"),
+        "currency": conv.get("currency"),
+        "commission": conv.get("commission"),
+        "event_type": conv.get("event_type"),
+        "conversion_id": str(conv["id"]) if conv.get("id") is not None else None,
+    }
+    if event_type == "conversion.reversed":
+        reversal = payload.get("reversal") or {}
+        taken = reversal.get("commission_reversed") or {}
+        refund = reversal.get("refund") or {}
+        values["commission"] = f"-{taken['amount']}" if taken.get("amount") else "0"
+        values["amount"] = refund.get("amount")
+    values.update((conv.get("sub_ids") or {}).items())
+    return values
 
 
 def check_target_url(url: str, *, field: str = "url", allow_private: bool = False) -> str:

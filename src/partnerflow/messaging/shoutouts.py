@@ -85,3 +85,28 @@ def cap_change_notice(offer_name: str, description: str) -> Notice:
         "Hello {{ partner.name }},\n\nThe caps for {{ offer_name }} changed: {{ description }}",
         {"offer_name": offer_name, "description": description},
     )
+
+
+def queued_notice(subject: str, text: str) -> Notice:
+    """A notice whose text was composed earlier (a queued cap or plan notice): the text is
+    template *data*, so whatever it contains renders literally."""
+    return Notice(subject[:200], "Hello {{ partner.name }},\n\n{{ text }}", {"text": text})
+
+
+def plan_change_text(scope_name: str, revision: int, plan_id: str) -> tuple[str, str]:
+    """(subject, text) announcing a new commission plan revision."""
+    return (
+        f"Commission change for {scope_name}"[:200],
+        f"The commission plan for {scope_name} changed (plan {plan_id}, revision {revision}). "
+        "Conversions recorded before the change keep the commission they earned; the new "
+        "rates are shown in the partner portal.",
+    )
+
+
+def terms_change_text(version: str, summary: str) -> tuple[str, str]:
+    """(subject, text) announcing new program terms."""
+    return (
+        f"Updated program terms (version {version})"[:200],
+        f"We have updated the program terms to version {version}.\n\n{summary}\n\n"
+        "Please review and accept them in the partner portal.",
+    )

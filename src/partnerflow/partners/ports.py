@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from partnerflow.core.audit import AuditLog
+from partnerflow.core.events import EventSink
 from partnerflow.core.ids import PartnerId, ProgramId
 from partnerflow.partners.model import Partner, PartnerStatus
 from partnerflow.programs.ports import ProgramRepository
@@ -28,6 +29,8 @@ class PartnersUnitOfWork(Protocol):
     def partners(self) -> PartnerRepository: ...
     @property
     def audit(self) -> AuditLog: ...
+    @property
+    def events(self) -> EventSink: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

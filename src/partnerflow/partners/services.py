@@ -1,16 +1,56 @@
-"""Partner use cases: apply / create, move through the lifecycle."""
+"""Partner use cases: apply / create, move through the lifecycle.
+
+Each change publishes its event (`partner.applied`, `partner.approved`,
+`partner.status_changed`) in the same unit of work, so it is announced iff it committed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from partnerflow.core.clock import Clock
 from partnerflow.core.errors import Conflict, InvalidInput, NotFound
+from partnerflow.core.events import PARTNER_APPLIED, PARTNER_APPROVED, PARTNER_STATUS_CHANGED
 from partnerflow.core.ids import PartnerId, ProgramId
 from partnerflow.partners.model import Partner, PartnerStatus
 from partnerflow.partners.ports import PartnersUnitOfWork
 from partnerflow.partners.rules import check_email, check_social, check_transition
 from partnerflow.programs.rules import check_http_url
+
+
+def partner_payload(partner: Partner) -> dict[str, Any]:
+    """The `partner` object of partner events (see docs/webhooks.md)."""
+    return {
+        "id": partner.id,
+        "program_id": partner.program_id,
+        "name": partner.name,
+        "email": partner.email,
+        "status": partner.status.value,
+        "website": partner.website,
+        "country": partner.country,
+        "created_at": partner.created_at.isoformat(),
+    }
+
+
+def _publish_change(
+    uow: PartnersUnitOfWork,
+    event_type: str,
+    partner: Partner,
+    previous: PartnerStatus | None,
+    reason: str,
+    actor: str,
+) -> None:
+    uow.events.publish(
+        event_type,
+        {
+            "partner": partner_payload(partner),
+            "previous_status": previous.value if previous else None,
+            "reason": reason,
+            "actor": actor,
+        },
+        program_id=partner.program_id,
+        partner_id=partner.id,
+    )
 
 
 @dataclass(frozen=True)
@@ -64,6 +104,10 @@ def create_partner(
             entity_id=str(stored.id),
             detail={"status": stored.status.value, "email": stored.email},
         )
+        # Only an application is an event: a partner a manager adds (or imports) in another
+        # status was never applied for nor approved, so nothing is announced.
+        if stored.status is PartnerStatus.APPLIED:
+            _publish_change(uow, PARTNER_APPLIED, stored, None, "", actor)
     return stored
 
 
@@ -87,7 +131,13 @@ def change_status(
             entity_id=str(partner_id),
             detail={"from": partner.status.value, "to": new_status.value, "reason": reason},
         )
-    return replace(partner, status=new_status)
+        changed = replace(partner, status=new_status)
+        _publish_change(uow, PARTNER_STATUS_CHANGED, changed, partner.status, reason, actor)
+        # Approved = accepted into the program; active after approved, or back from a
+        # suspension, is not a new acceptance.
+        if new_status is PartnerStatus.APPROVED:
+            _publish_change(uow, PARTNER_APPROVED, changed, partner.status, reason, actor)
+    return changed
 
 
 def get_partner(uow: PartnersUnitOfWork, partner_id: PartnerId) -> Partner:

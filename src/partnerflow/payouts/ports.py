@@ -9,6 +9,7 @@ from typing import Protocol, Self
 
 from partnerflow.commissions.ports import ConversionFactsRepository, LedgerRepository
 from partnerflow.core.audit import AuditLog
+from partnerflow.core.events import EventSink
 from partnerflow.payouts.batches import Payee, PayoutBatch
 
 
@@ -49,6 +50,8 @@ class PayoutsUnitOfWork(Protocol):
     def facts(self) -> ConversionFactsRepository: ...
     @property
     def audit(self) -> AuditLog: ...
+    @property
+    def events(self) -> EventSink: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

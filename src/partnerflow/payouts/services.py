@@ -6,6 +6,9 @@ batch moves open -> paid by a conditional update (a concurrent second attempt fi
 longer open and is refused), the payment entries are appended (the ledger's unique
 `payment:<key>` refuses a replay) and a suspended partner refuses the whole batch before
 anything is written.
+
+Events: a newly stored batch publishes `payout.created`; paying it publishes one
+`commission.paid` per payment and `payout.paid`, in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from partnerflow.commissions import ledger as pure_ledger
 from partnerflow.commissions.ledger import Entry
-from partnerflow.commissions.model import EntryKind
+from partnerflow.commissions.model import EntryKind, LedgerBucket
+from partnerflow.commissions.services import publish_commission
 from partnerflow.core.clock import Clock
 from partnerflow.core.errors import Conflict, InvalidInput, NotFound
+from partnerflow.core.events import COMMISSION_PAID, PAYOUT_CREATED, PAYOUT_PAID, money_fields
 from partnerflow.core.money import Money, check_currency, parse_amount
 from partnerflow.payouts.batches import Payable, Period, build_batch, mark_paid
 from partnerflow.payouts.exports import generic_csv, paypal_csv
@@ -64,6 +70,31 @@ def payables(entries: list[Entry], period_end: date) -> list[Payable]:
         amount = bal.approved if bal.approved.amount <= current.amount else current
         out.append(Payable(key[0], amount))
     return out
+
+
+def payout_payload(stored: StoredBatch) -> dict[str, Any]:
+    """The `payout` object of payout events (see docs/webhooks.md)."""
+    batch = stored.batch
+    return {
+        "id": batch.id,
+        "program_id": batch.program_id,
+        "period_start": batch.period.start.isoformat(),
+        "period_end": batch.period.end.isoformat(),
+        "status": stored.status,
+        "lines": [
+            {"partner_id": line.partner_id, **money_fields(line.amount), "payment_key": line.key}
+            for line in batch.lines
+        ],
+        "held": [
+            {"partner_id": h.partner_id, **money_fields(h.amount), "reason": h.reason}
+            for h in batch.held
+        ],
+        "totals": [money_fields(m) for _, m in sorted(batch.totals().items())],
+        "created_by": stored.created_by,
+        "created_at": stored.created_at.isoformat(),
+        "paid_by": stored.paid_by,
+        "paid_at": stored.paid_at.isoformat() if stored.paid_at else None,
+    }
 
 
 def build_payout(
@@ -123,7 +154,11 @@ def build_payout(
                 "totals": {c: str(m.amount) for c, m in batch.totals().items()},
             },
         )
-    return StoredBatch(batch, "open", author, now)
+        created = StoredBatch(batch, "open", author, now)
+        uow.events.publish(
+            PAYOUT_CREATED, {"payout": payout_payload(created)}, program_id=program_id
+        )
+    return created
 
 
 def get_batch(uow: PayoutsUnitOfWork, batch_id: str) -> StoredBatch:
@@ -175,8 +210,23 @@ def mark_batch_paid(uow: PayoutsUnitOfWork, clock: Clock, batch_id: str, *, auth
             entity_id=batch_id,
             detail={"payments": len(postings)},
         )
-    return Paid(StoredBatch(batch, "paid", stored.created_by, stored.created_at, author, now),
-                tuple(new))  # fmt: skip
+        done = StoredBatch(batch, "paid", stored.created_by, stored.created_at, author, now)
+        keys = {p.key: p for p in postings}
+        for e in new:
+            if e.bucket is LedgerBucket.PAID:
+                posting = keys.get(e.txn_id.removeprefix("payment:"))
+                publish_commission(
+                    uow.events,
+                    COMMISSION_PAID,
+                    e,
+                    e.amount,
+                    batch_id=batch_id,
+                    payment_key=posting.key if posting else None,
+                )
+        uow.events.publish(
+            PAYOUT_PAID, {"payout": payout_payload(done)}, program_id=batch.program_id
+        )
+    return Paid(done, tuple(new))
 
 
 def batch_statements(uow: PayoutsUnitOfWork, batch_id: str) -> list[Statement]:

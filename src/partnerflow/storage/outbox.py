@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from partnerflow.core.clock import Clock
+from partnerflow.core.events import money_fields
+from partnerflow.core.money import Money
 from partnerflow.messaging.events import check_event_type, money_text
 from partnerflow.storage import tables as t
 from partnerflow.tracking.model import Conversion
@@ -52,7 +54,8 @@ def publish(
 
 
 class SqlOutbox:
-    """`messaging.events.EventSink` over one connection."""
+    """`core.events.EventSink` over one connection: every unit of work exposes one as
+    `events`, so use cases publish in their own transaction."""
 
     def __init__(self, conn: Connection, clock: Clock) -> None:
         self.conn = conn
@@ -102,11 +105,35 @@ def conversion_payload(
     }
 
 
+def commission_created_payload(
+    conversion: Conversion, commission: Money, explanation: str
+) -> dict[str, Any]:
+    """`commission.created` data: the pending commission a new conversion accrued (the
+    same `commission` object as the other commission events)."""
+    return {
+        "commission": {
+            "txn_id": f"commission:{conversion.id}",
+            "kind": "commission",
+            "program_id": conversion.program_id,
+            "partner_id": conversion.partner_id,
+            "conversion_id": conversion.id,
+            **money_fields(commission),
+            "bucket": "pending",
+            "reason": explanation,
+            "author": "system",
+            "created_at": conversion.created_at.isoformat(),
+        }
+    }
+
+
 def record_conversion_published(
     uow: UnitOfWork, clock: Clock, cmd: RecordConversion
 ) -> ConversionRecorded:
     """`tracking.services.record_conversion` plus a `conversion.created` event, in one
-    transaction (the unit of work is re-entrant). Duplicates publish nothing."""
+    transaction (the unit of work is re-entrant). Duplicates publish nothing.
+
+    (`commission.created` is built by `commission_created_payload`; it is to be published
+    next to `conversion.created` wherever conversions are recorded, hot path included.)"""
     with uow:
         result: ConversionRecorded = record_conversion(uow, clock, cmd)
         if not result.duplicate:

@@ -1,7 +1,8 @@
 """One database transaction with every repository bound to it.
 
 `with uow:` begins; leaving the block normally commits, an exception rolls back, so a use
-case that raises leaves nothing half-written. Satisfies each capability's UnitOfWork port.
+case that raises leaves nothing half-written — including the domain events it published
+(`events`, the transactional outbox). Satisfies each capability's UnitOfWork port.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from sqlalchemy import Connection, Engine
 
 from partnerflow.core.clock import Clock
 from partnerflow.storage.audit import SqlAudit
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.catalog import SqlCoupons, SqlLinks, SqlOffers, SqlPartners, SqlPrograms
 from partnerflow.storage.events import SqlClicks, SqlConversions
 from partnerflow.storage.ledger import SqlLedger
+from partnerflow.storage.outbox import SqlOutbox
 
 
 class SqlUnitOfWork:
@@ -28,6 +31,8 @@ class SqlUnitOfWork:
     conversions: SqlConversions
     ledger: SqlLedger
     audit: SqlAudit
+    # Domain events go to the outbox on this same connection: published iff committed.
+    events: SqlOutbox
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
@@ -52,6 +57,7 @@ class SqlUnitOfWork:
         self.conversions = SqlConversions(conn)
         self.ledger = SqlLedger(conn)
         self.audit = SqlAudit(conn, self.clock.now)
+        self.events = SqlOutbox(conn, self.clock)
         return self
 
     def __exit__(
@@ -78,3 +84,19 @@ class SqlUnitOfWork:
         if self._conn is None:
             raise RuntimeError("use the unit of work inside 'with uow:'")
         return self._conn
+
+
+class PublishingCapsUnitOfWork(SqlCapsUnitOfWork):
+    """`storage.caps.SqlCapsUnitOfWork` plus the outbox on the same connection, so a cap
+    change and its `cap.changed` event commit together. (Once `SqlCapsUnitOfWork` sets
+    `events` itself this subclass is redundant.)"""
+
+    events: SqlOutbox
+
+    def __enter__(self) -> Self:
+        outer = self._depth == 0
+        super().__enter__()
+        if outer:
+            assert self._conn is not None
+            self.events = SqlOutbox(self._conn, self.clock)
+        return self
