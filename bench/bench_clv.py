@@ -1,7 +1,9 @@
-"""Benchmark: RFM summary + BG/NBD + Gamma-Gamma (+ Pareto/NBD) on 100k customers / ~1M rows.
+"""Benchmark: RFM summary + BG/NBD + Gamma-Gamma (+ MBG/NBD, Pareto/NBD, and the per-cohort
+prediction of `partnerflow clv predict`) on 100k customers / ~1M rows.
 
 Data are simulated from the BG/NBD process itself (Fader, Hardie & Lee 2005), so the fitted
-parameters should land near the true ones. Usage: python bench/bench_clv.py [customers]
+parameters should land near the true ones.
+Usage: python bench/bench_clv.py [customers] [--pareto]
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
-from partnerflow.analytics import clv
+from partnerflow.analytics import clv, cohorts
 
 TRUE = {"r": 0.8, "alpha": 20.0, "a": 0.6, "b": 4.0}  # time in days
 
@@ -46,7 +50,8 @@ def simulate(customers: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def main() -> None:
-    customers = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    customers = int(args[0]) if args else 100_000
     ids, dates, amounts, end = simulate(customers)
     print(f"{customers} customers, {ids.size} transactions")
     t0 = time.perf_counter()
@@ -61,10 +66,55 @@ def main() -> None:
     print(f"BG/NBD       {t2 - t1:6.2f} s  {bg_params}")
     print(f"Gamma-Gamma  {t3 - t2:6.2f} s  p={gg.p:.3f} q={gg.q:.3f} v={gg.v:.3f}")
     print(f"total (summary + BG/NBD + Gamma-Gamma) {t3 - t0:6.2f} s  (true {TRUE})")
-    pn = clv.fit_pareto_nbd(summary.frequency, summary.recency, summary.T)
+    mbg = clv.fit_mbgnbd(summary.frequency, summary.recency, summary.T)
     t4 = time.perf_counter()
-    pn_params = f"r={pn.r:.3f} alpha={pn.alpha:.2f} s={pn.s:.3f} beta={pn.beta:.2f}"
-    print(f"Pareto/NBD   {t4 - t3:6.2f} s  {pn_params}")
+    mbg_params = f"r={mbg.r:.3f} alpha={mbg.alpha:.2f} a={mbg.a:.3f} b={mbg.b:.3f}"
+    print(
+        f"MBG/NBD      {t4 - t3:6.2f} s  {mbg_params}  (LL {mbg.log_likelihood:.1f} vs "
+        f"BG/NBD {bg.log_likelihood:.1f})"
+    )
+    sales = _sales(ids, dates, amounts)
+    t5 = time.perf_counter()
+    forecast = cohorts.predict_clv(sales, calibration_end=end, timezone="UTC", time_unit="week")
+    rows = cohorts.by_cohort(forecast.customers)
+    t6 = time.perf_counter()
+    total = sum((r.clv_total for r in rows), Decimal(0))
+    print(
+        f"clv predict  {t6 - t5:6.2f} s  (Decimal sales -> summary, BG/NBD, Gamma-Gamma, 12-month "
+        f"CLV, {len(rows)} cohorts; total CLV {total:.2f})"
+    )
+    if "--pareto" in sys.argv:
+        pn = clv.fit_pareto_nbd(summary.frequency, summary.recency, summary.T)
+        t7 = time.perf_counter()
+        pn_params = f"r={pn.r:.3f} alpha={pn.alpha:.2f} s={pn.s:.3f} beta={pn.beta:.2f}"
+        print(f"Pareto/NBD   {t7 - t6:6.2f} s  {pn_params}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sale:
+    customer_id: str
+    partner_id: int | None
+    at: dt.datetime
+    amount: Decimal | None
+
+
+def _sales(ids: np.ndarray, dates: np.ndarray, amounts: np.ndarray) -> list[_Sale]:
+    """The rows `storage.clv_queries.program_sales` would return (10 partners + unattributed)."""
+    noon = dt.time(12, tzinfo=dt.UTC)
+    out = []
+    for cid, day, amount in zip(
+        ids.tolist(), dates.astype(dt.date).tolist(), amounts.tolist(), strict=True
+    ):
+        n = int(cid[1:])
+        out.append(
+            _Sale(
+                cid,
+                None if n % 11 == 10 else n % 11,
+                dt.datetime.combine(day, noon),
+                Decimal(str(amount)),
+            )
+        )
+    return out
 
 
 if __name__ == "__main__":

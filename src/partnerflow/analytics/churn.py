@@ -16,6 +16,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -91,6 +92,102 @@ def churn_by_cohort(
             period_start=period_start,
             period_end=period_end,
             lookback_days=lookback_days,
+        )
+        for cohort in sorted(grouped)
+    }
+
+
+# --------------------------------------------------------------------------- periods
+
+Period = Literal["week", "month", "quarter"]
+PERIODS: tuple[Period, ...] = ("week", "month", "quarter")
+MAX_PERIODS = 520
+
+
+def period_start(day: dt.date, period: Period) -> dt.date:
+    """The first day of the calendar period holding `day` (weeks start on Monday, ISO 8601)."""
+    if period == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    if period == "quarter":
+        return dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    raise InvalidInput(
+        f"period must be one of {', '.join(PERIODS)}, got {period!r}", field="period"
+    )
+
+
+def next_period_start(start: dt.date, period: Period) -> dt.date:
+    if period == "week":
+        return start + dt.timedelta(days=7)
+    months = 1 if period == "month" else 3
+    year, month = divmod(start.month - 1 + months, 12)
+    return dt.date(start.year + year, month + 1, 1)
+
+
+def previous_period_start(start: dt.date, period: Period) -> dt.date:
+    return period_start(start - dt.timedelta(days=1), period)
+
+
+def periods_between(first: dt.date, last: dt.date, period: Period) -> list[tuple[dt.date, dt.date]]:
+    """The calendar periods [start, end) that overlap [first, last] (both inclusive)."""
+    if last < first:
+        raise InvalidInput("the range ends before it starts (--to before --from)", field="to")
+    start = period_start(first, period)
+    out: list[tuple[dt.date, dt.date]] = []
+    while start <= last:
+        end = next_period_start(start, period)
+        out.append((start, end))
+        if len(out) > MAX_PERIODS:
+            raise InvalidInput(
+                f"more than {MAX_PERIODS} periods: choose a shorter range", field="from"
+            )
+        start = end
+    return out
+
+
+def churn_series(
+    activity: Iterable[tuple[str, dt.date]],
+    *,
+    period: Period,
+    first: dt.date,
+    last: dt.date,
+    lookback_days: int | None = None,
+) -> list[ChurnRate]:
+    """Churn rate of every calendar period overlapping [first, last].
+
+    With `lookback_days` None the window before each period is the *previous period* (its
+    length in days: 28-31 for months), so "customers at the start of March" are those who
+    bought in February and "lost" are those of them with no purchase in March.
+    """
+    rows = list(activity)
+    out = []
+    for start, end in periods_between(first, last, period):
+        window = lookback_days
+        if window is None:
+            window = (start - previous_period_start(start, period)).days
+        out.append(churn_rate(rows, period_start=start, period_end=end, lookback_days=window))
+    return out
+
+
+def churn_series_by_cohort(
+    activity: Iterable[tuple[str, dt.date]],
+    cohort_of: Mapping[str, str],
+    *,
+    period: Period,
+    first: dt.date,
+    last: dt.date,
+    lookback_days: int | None = None,
+) -> dict[str, list[ChurnRate]]:
+    """`churn_series` per cohort (keys sorted); customers without a cohort are ignored."""
+    grouped: dict[str, list[tuple[str, dt.date]]] = {}
+    for customer, day in activity:
+        cohort = cohort_of.get(customer)
+        if cohort is not None:
+            grouped.setdefault(cohort, []).append((customer, day))
+    return {
+        cohort: churn_series(
+            grouped[cohort], period=period, first=first, last=last, lookback_days=lookback_days
         )
         for cohort in sorted(grouped)
     }

@@ -1,4 +1,4 @@
-"""Customer lifetime value: RFM summaries, BG/NBD, Pareto/NBD and Gamma-Gamma.
+"""Customer lifetime value: RFM summaries, BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma.
 
 Conventions follow the original papers so that published results can be reproduced:
 
@@ -39,6 +39,9 @@ DAYS_PER_MONTH = 30.0
 # Log-parameters are kept inside [-LOG_BOUND, LOG_BOUND]; a fit that ends on the bound means the
 # data cannot identify that parameter (e.g. nobody ever drops out) and is reported as a failure.
 LOG_BOUND = 18.0
+# An optimiser that stops without converging while a parameter is beyond e^±7 is walking up a
+# ridge towards a boundary (e.g. a, b -> infinity when nobody differs in drop-out): say so.
+DRIFT_LOG = 7.0
 
 
 class FitError(PartnerflowError):
@@ -227,6 +230,13 @@ def _maximise(
     if best is None or not np.isfinite(best.fun):
         raise FitError(f"{model}: the likelihood could not be evaluated at any trial point")
     if not best.success:
+        drifting = [n for n, v in zip(names, best.x, strict=True) if abs(v) >= DRIFT_LOG]
+        if drifting:
+            raise FitError(
+                f"{model}: parameter(s) {', '.join(drifting)} keep drifting to 0 or infinity "
+                "without reaching a maximum of the likelihood; the data cannot identify them "
+                "(too few customers, or customers who all behave alike)"
+            )
         raise FitError(f"{model}: the optimiser did not converge ({best.message})")
     at_bound = [n for n, v in zip(names, best.x, strict=True) if abs(v) >= LOG_BOUND - 1e-3]
     if at_bound:
@@ -332,6 +342,114 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> BetaGeo
     params, fun = _maximise(neg_ll, x0, ("r", "alpha", "a", "b"), "BG/NBD")
     r, alpha, a, b = (float(v) for v in params)
     return BetaGeoModel(r, alpha, a, b, log_likelihood=-fun * total, customers=x.size)
+
+
+# --------------------------------------------------------------------------- MBG/NBD
+
+
+def _mbgnbd_loglik(
+    params: Sequence[float] | FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
+) -> FloatArray:
+    """Per-customer log-likelihood of MBG/NBD (Batislam, Denizel & Filiztekin 2007, eq. 6).
+
+    Unlike BG/NBD a customer may also drop out right after the *first* purchase, so the
+    "dropped" term exists for x = 0 too:
+    L = B(a, b+x+1)/B(a,b) · Γ(r+x)α^r/(Γ(r)(α+T)^(r+x))
+        + B(a+1, b+x)/B(a,b) · Γ(r+x)α^r/(Γ(r)(α+t_x)^(r+x)).
+    """
+    r, alpha, a, b = params
+    head = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
+    survived = special.betaln(a, b + x + 1.0) - (r + x) * np.log(alpha + T)
+    dropped = special.betaln(a + 1.0, b + x) - (r + x) * np.log(alpha + t_x)
+    return np.asarray(head + np.logaddexp(survived, dropped), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ModifiedBetaGeoModel:
+    """Fitted MBG/NBD (Batislam et al. 2007): BG/NBD whose customers may also drop out at
+    time zero, so a one-time buyer is not assumed alive (P(alive | x = 0) < 1)."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+    customers: int
+
+    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
+        """P(alive | x, t_x, T) = 1 / (1 + a/(b+x) · ((α+T)/(α+t_x))^(r+x)), for every x."""
+        x, t_x, age = _as_rfm(frequency, recency, T)
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        log_odds = (
+            math.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + age) - np.log(alpha + t_x))
+        )
+        return np.asarray(special.expit(-log_odds), dtype=np.float64)
+
+    def expected_purchases(
+        self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """E[Y(t) | x, t_x, T] = (a+b+x)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x)
+        ₂F₁(r+x, b+x+1; a+b+x; t/(α+T+t))] · P(alive) (Batislam et al. 2007, eq. 14)."""
+        x, t_x, age = _as_rfm(frequency, recency, T)
+        if not (math.isfinite(t) and t >= 0):
+            raise InvalidInput("prediction horizon must be finite and >= 0", field="t")
+        if abs(self.a - 1.0) < 1e-9:
+            raise FitError("MBG/NBD: a = 1 makes the conditional expectation undefined")
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        z = t / (alpha + age + t)
+        with np.errstate(all="ignore"):
+            hyp = special.hyp2f1(r + x, b + x + 1.0, a + b + x, z)
+            head = (a + b + x) / (a - 1.0)
+            bracket = 1.0 - np.exp((r + x) * np.log((alpha + age) / (alpha + age + t))) * hyp
+            out = head * bracket * self.p_alive(x, t_x, age)
+        return _finite(np.asarray(out, dtype=np.float64), "MBG/NBD expected purchases")
+
+    def expected_purchases_new_customer(self, t: float) -> float:
+        """E[X(t)] for a customer just acquired: b/(a−1) · [1 − (α/(α+t))^r ₂F₁(r, b+1; a+b;
+        t/(α+t))] (Batislam et al. 2007, eq. 9); used to check the conditional form at T = 0."""
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        hyp = float(special.hyp2f1(r, b + 1.0, a + b, t / (alpha + t)))
+        value = float(b / (a - 1.0) * (1.0 - (alpha / (alpha + t)) ** r * hyp))
+        if not math.isfinite(value):
+            raise FitError("MBG/NBD expected purchases is not finite")
+        return value
+
+
+def fit_mbgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> ModifiedBetaGeoModel:
+    """Maximum-likelihood MBG/NBD fit (log-parameters, grouped identical customers).
+
+    Started from the BG/NBD-like point and, as a second start, from a = b = 2: the MBG/NBD
+    likelihood surface has a long ridge in (a, b) on data with many one-time buyers.
+    """
+    x, t_x, age = _as_rfm(frequency, recency, T)
+    _check_customers(x.size, "MBG/NBD")
+    if not np.any(x > 0):
+        raise InvalidInput(
+            "no customer made a repeat purchase: MBG/NBD cannot separate buying from dropping out",
+            field="frequency",
+        )
+    (gx, gt, gT), w = _compress(x, t_x, age)
+    total = float(w.sum())
+
+    def neg_ll(theta: FloatArray) -> float:
+        return float(-np.dot(w, _mbgnbd_loglik(np.exp(theta), gx, gt, gT)) / total)
+
+    scale = max(float(np.mean(age)), 1e-3) / 10.0
+    best: tuple[FloatArray, float] | None = None
+    failure: FitError | None = None
+    for start in ((1.0, scale, 1.0, 1.0), (1.0, scale, 2.0, 2.0)):
+        try:
+            found = _maximise(neg_ll, np.log(np.array(start)), ("r", "alpha", "a", "b"), "MBG/NBD")
+        except FitError as exc:
+            failure = exc
+            continue
+        if best is None or found[1] < best[1]:
+            best = found
+    if best is None:
+        raise failure if failure is not None else FitError("MBG/NBD: no start converged")
+    params, fun = best
+    r, alpha, a, b = (float(v) for v in params)
+    return ModifiedBetaGeoModel(r, alpha, a, b, log_likelihood=-fun * total, customers=x.size)
 
 
 # --------------------------------------------------------------------------- Pareto/NBD
@@ -549,7 +667,35 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike) -> GammaGam
 
 # --------------------------------------------------------------------------- CLV
 
-PurchaseModel = BetaGeoModel | ParetoNBDModel
+PurchaseModel = BetaGeoModel | ModifiedBetaGeoModel | ParetoNBDModel
+
+
+def discounted_expected_purchases(
+    purchases: PurchaseModel,
+    summary: RFMSummary,
+    *,
+    months: int = 12,
+    monthly_discount_rate: float = 0.01,
+) -> FloatArray:
+    """Σ_{i=1..months} (E[Y(i·30d)] − E[Y((i−1)·30d)]) / (1 + d)^i, one value per customer.
+
+    Multiplied by an expected spend per purchase this is the discounted CLV; kept separate so
+    a caller can supply the spend itself (e.g. a historical mean when Gamma-Gamma cannot be
+    fitted).
+    """
+    if months < 1:
+        raise InvalidInput("CLV horizon must be at least one month", field="months")
+    if not (math.isfinite(monthly_discount_rate) and monthly_discount_rate > -1.0):
+        raise InvalidInput("discount rate must be > -1", field="monthly_discount_rate")
+    month = DAYS_PER_MONTH / DAYS_PER_UNIT[summary.time_unit]
+    x, t_x, age = summary.frequency, summary.recency, summary.T
+    value = np.zeros_like(x)
+    previous = np.zeros_like(x)
+    for i in range(1, months + 1):
+        current = purchases.expected_purchases(i * month, x, t_x, age)
+        value += (current - previous) / (1.0 + monthly_discount_rate) ** i
+        previous = current
+    return _finite(value, "discounted expected purchases")
 
 
 def customer_lifetime_value(
@@ -565,17 +711,8 @@ def customer_lifetime_value(
     Discounted-cash-flow convention of lifetimes (30-day months, discount at each month end):
     CLV = Σ_{i=1..months} E[M] · (E[Y(i·30d)] − E[Y((i−1)·30d)]) / (1 + d)^i.
     """
-    if months < 1:
-        raise InvalidInput("CLV horizon must be at least one month", field="months")
-    if not (math.isfinite(monthly_discount_rate) and monthly_discount_rate > -1.0):
-        raise InvalidInput("discount rate must be > -1", field="monthly_discount_rate")
-    month = DAYS_PER_MONTH / DAYS_PER_UNIT[summary.time_unit]
-    x, t_x, age = summary.frequency, summary.recency, summary.T
-    spend_each = spend.conditional_expected_spend(x, summary.monetary_value)
-    value = np.zeros_like(x)
-    previous = np.zeros_like(x)
-    for i in range(1, months + 1):
-        current = purchases.expected_purchases(i * month, x, t_x, age)
-        value += spend_each * (current - previous) / (1.0 + monthly_discount_rate) ** i
-        previous = current
-    return _finite(value, "CLV")
+    flows = discounted_expected_purchases(
+        purchases, summary, months=months, monthly_discount_rate=monthly_discount_rate
+    )
+    spend_each = spend.conditional_expected_spend(summary.frequency, summary.monetary_value)
+    return _finite(spend_each * flows, "CLV")

@@ -51,6 +51,7 @@ def create_cli() -> typer.Typer:
             extra_app: typer.Typer = importlib.import_module(f"partnerflow.cli.{extra}").app
             group.registered_commands.extend(extra_app.registered_commands)
         root.add_typer(group, name=name)
+    root.add_typer(importlib.import_module("partnerflow.cli.clv").churn_app, name="churn")
     for module in TOP_LEVEL:
         importlib.import_module(f"partnerflow.cli.{module}").register(root)
     return root

@@ -35,6 +35,7 @@ def test_fit_prints_json_with_every_model_and_the_summary(tmp_path: Path) -> Non
     assert set(out["bgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood"}
     assert set(out["gamma_gamma"]) == {"p", "q", "v", "log_likelihood", "customers"}
     assert set(out["pareto_nbd"]) == {"r", "alpha", "s", "beta", "log_likelihood"}
+    assert set(out["mbgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood"}
     assert out["summary"] == {
         "customers": 120,
         "repeat_customers": 43,
@@ -108,8 +109,9 @@ def test_no_repeat_customers_reports_each_model_and_exits_non_zero(tmp_path: Pat
     )
     assert res.exit_code == 1
     out = json.loads(res.stdout)
-    assert out["bgnbd"] is None and out["gamma_gamma"] is None
+    assert out["bgnbd"] is None and out["gamma_gamma"] is None and out["mbgnbd"] is None
     assert "repeat purchase" in out["gamma_gamma_error"]
+    assert "repeat purchase" in out["mbgnbd_error"]
     assert "repeat purchase" in res.stderr
 
 
