@@ -23,7 +23,6 @@ from typing import Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]
 
 FEATURES: Final = (
     "clicks",
@@ -172,6 +171,10 @@ def detect_anomalies(
     items = list(rows)
     if len(items) < max(min_rows, 2):
         return []
+    # Imported here: scikit-learn takes about a second to import, and the CLI and the scan
+    # job import this module whether or not there is enough data to fit a forest.
+    from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]
+
     matrix = feature_matrix(items)
     forest = IsolationForest(
         n_estimators=n_estimators, contamination=contamination, random_state=random_state

@@ -42,6 +42,9 @@ class Screened:
     partner: Partner
     result: ScreeningResult
     applied: str | None
+    approve_at: int
+    reject_at: int
+    imported: str | None  # source of the imported evidence, if any
 
 
 def _application(partner: Partner, data: q.ScreeningData | None) -> Application:
@@ -78,8 +81,9 @@ def screen_partner(partner_id: int, *, apply: bool, actor: str) -> Screened:
             raise NotFound(f"partner {partner_id} not found", field="partner")
         conn = uow.connection
         policy = uow.fraud_policies.get(partner.program_id)
+        data = q.screening_data(conn, partner.id)
         result = screen_application(
-            _application(partner, q.screening_data(conn, partner.id)),
+            _application(partner, data),
             target_countries=policy.target_countries,
             existing_partners=q.other_partner_identities(conn, partner.program_id, partner.id),
             policy=policy.screening,
@@ -104,7 +108,14 @@ def screen_partner(partner_id: int, *, apply: bool, actor: str) -> Screened:
                 "applied": applied,
             },
         )
-    return Screened(partner, result, applied)
+    return Screened(
+        partner,
+        result,
+        applied,
+        policy.screening.auto_approve_at,
+        policy.screening.auto_reject_at,
+        data.source if data is not None else None,
+    )
 
 
 @app.command("screen")
@@ -140,15 +151,29 @@ def screen(
                     }
                     for f in r.factors
                 ],
+                "missing": list(r.missing),
+                "evidence_source": screened.imported,
+                "thresholds": {"approve_at": screened.approve_at, "reject_at": screened.reject_at},
                 "applied": screened.applied,
             }
         )
         return
-    typer.echo(f"partner {screened.partner.id}: score {r.score}/100 -> {r.decision}")
+    typer.echo(
+        f"partner {screened.partner.id}: score {r.score}/100 -> {r.decision} (program "
+        f"thresholds: approve at {screened.approve_at}+, reject at {screened.reject_at} or less)"
+    )
     for flag in r.red_flags:
         typer.echo(f"  red flag: {flag}")
     for f in r.factors:
         typer.echo(f"  {f.name}: {f.earned:.1f}/{f.weight:g} ({f.reason})")
+    for m in r.missing:
+        typer.echo(f"  not scored: {m}")
+    if r.missing:
+        source = f"last import: {screened.imported}" if screened.imported else "nothing imported"
+        typer.echo(
+            f"  ({source}; add evidence with `partnerflow partners screening-import FILE.csv`: "
+            "the stored social profiles hold handles only, no follower counts)"
+        )
     if screened.applied:
         typer.echo(f"partner {screened.partner.id} is now {screened.applied}")
 

@@ -62,6 +62,14 @@ class ActionThresholds:
     conversion_lookback_days: int = 7
     partner_window_days: int = 30
     duplicate_order_minutes: int = 10
+    # Click reviews: flagged clicks of one signal per partner and UTC day before a review
+    # is queued (bot and datacenter clicks must also exceed the partner-quality share);
+    # paid search and IP bursts are queued from the first click. None: no click reviews.
+    click_flag_at: int | None = 10
+    click_lookback_days: int = 2  # today and yesterday (UTC)
+    # Anomalous partner-days (isolation forest over `partner_window_days` of history) on the
+    # last `click_lookback_days` are queued when a feature's robust z-score reaches this.
+    anomaly_flag_at: int | None = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +197,7 @@ def policy_from_data(data: Mapping[str, Any] | None) -> FraudPolicy:
         and a.partner_suspend_below > a.partner_flag_below
     ):
         raise InvalidInput("partner_suspend_below must not exceed partner_flag_below")
-    if a.partner_window_days < 1 or a.conversion_lookback_days < 1:
+    if a.partner_window_days < 1 or a.conversion_lookback_days < 1 or a.click_lookback_days < 1:
         raise InvalidInput("scan windows must be at least one day", field="actions")
     return policy
 

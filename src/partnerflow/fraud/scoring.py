@@ -14,6 +14,7 @@ Thresholds and their sources are listed in docs/fraud.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -349,9 +350,21 @@ class QualityPolicy:
     min_conversion_rate: float = 0.0002  # Easy Affiliate: 0.02% - 20%
     max_conversion_rate: float = 0.20
     conversion_rate_penalty: int = 20
+    # Cookie stuffing (Anura, Fraudlogix: many programs or partners per visitor, a high
+    # share of existing customers); the numbers are our defaults, see docs/fraud.md.
+    stuffed_click_share: float = 0.20
+    stuffed_click_share_saturation: float = 0.80
+    stuffed_click_penalty: int = 20
+    existing_customer_share: float = 0.50
+    existing_customer_ratio: float = 2.0  # and at least twice the program's own share
+    existing_customer_share_saturation: float = 0.90
+    existing_customer_penalty: int = 20
     min_clicks: int = 100  # below this, click shares are not judged
     min_conversions: int = 10  # below this, conversion shares are not judged
     min_clicks_for_low_conversion_rate: int = 10_000  # 2 expected conversions at 0.02%
+    # The partner classifier calls a rate over (under) its threshold only when the
+    # one-sided Wilson score bound at this z agrees (1.645: 95% confidence).
+    evidence_z: float = 1.645
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,8 +460,44 @@ def score_partner_quality(
         ),
         _conversion_rate_signal(facts, policy),
     ]
+    if facts.stuffed_clicks is not None:
+        signals.append(
+            _share_signal(
+                "stuffed_click_share",
+                "clicks from visitors who clicked several partners or programs in a day",
+                facts.stuffed_clicks,
+                facts.clicks,
+                policy.min_clicks,
+                "clicks",
+                policy.stuffed_click_share,
+                policy.stuffed_click_share_saturation,
+                policy.stuffed_click_penalty,
+            )
+        )
+    if facts.existing_customer_conversions is not None:
+        threshold = _existing_customer_threshold(facts, policy)
+        signals.append(
+            _share_signal(
+                "existing_customer_share",
+                "conversions by customers who had bought before the click",
+                facts.existing_customer_conversions,
+                facts.conversions,
+                policy.min_conversions,
+                "conversions",
+                threshold,
+                max(threshold, policy.existing_customer_share_saturation),
+                policy.existing_customer_penalty,
+            )
+        )
     penalty = sum(signal.penalty for signal in signals)
     return PartnerQuality(max(0, 100 - penalty), tuple(signals))
+
+
+def _existing_customer_threshold(facts: PartnerWindowFacts, policy: QualityPolicy) -> float:
+    """The floor, raised to a multiple of the program's own share when it is known (a shop
+    whose customers mostly come back has a high baseline)."""
+    baseline = facts.program_existing_customer_share or 0.0
+    return max(policy.existing_customer_share, policy.existing_customer_ratio * baseline)
 
 
 def _share_signal(
@@ -560,3 +609,227 @@ def _conversion_rate_signal(facts: PartnerWindowFacts, policy: QualityPolicy) ->
         0,
         f"{what}: {_percent(rate)} of {facts.clicks} clicks, within {bounds}: ok",
     )
+
+
+# --- partner classification ---------------------------------------------------------------
+
+PartnerFraudType = Literal[
+    "bots",
+    "datacenter",
+    "click_injection",
+    "cookie_stuffing",
+    "refund_abuse",
+    "conversion_rate_outlier",
+]
+
+#: Which fraud each partner-quality signal points to. A conversion rate far *below* the
+#: bounds is cookie stuffing / click spamming (Adjust, Anura: huge click counts that
+#: claim organic sales), far *above* them an outlier of its own (conversions without
+#: fresh traffic: leaked coupons, incentivised or self-made sales).
+SIGNAL_TYPES: Final[dict[str, PartnerFraudType]] = {
+    "bot_share": "bots",
+    "datacenter_share": "datacenter",
+    "fast_conversion_share": "click_injection",
+    "slow_conversion_share": "cookie_stuffing",
+    "stuffed_click_share": "cookie_stuffing",
+    "existing_customer_share": "cookie_stuffing",
+    "refund_rate": "refund_abuse",
+    "low_conversion_rate": "cookie_stuffing",
+    "high_conversion_rate": "conversion_rate_outlier",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerEvidence:
+    """One signal over its threshold with enough evidence: the measured share, the
+    one-sided Wilson bound that cleared the threshold, and the sample."""
+
+    code: str
+    fraud_type: PartnerFraudType
+    share: float
+    bound: float
+    threshold: float
+    sample: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerVerdict:
+    """The quality score and the fraud types the evidence supports (empty: not flagged)."""
+
+    quality: PartnerQuality
+    evidence: tuple[PartnerEvidence, ...]
+
+    @property
+    def types(self) -> frozenset[PartnerFraudType]:
+        return frozenset(e.fraud_type for e in self.evidence)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.evidence)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(e.reason for e in self.evidence)
+
+
+def wilson_bounds(part: int, whole: int, z: float) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (Wilson 1927; recommended over the
+    normal approximation for small samples and rates near 0 or 1 by Brown, Cai & DasGupta
+    2001). ``(0, 1)`` for an empty sample."""
+    if whole <= 0:
+        return 0.0, 1.0
+    p = max(0, min(part, whole)) / whole
+    z2 = z * z
+    denominator = 1 + z2 / whole
+    centre = (p + z2 / (2 * whole)) / denominator
+    half = z * math.sqrt(p * (1 - p) / whole + z2 / (4 * whole * whole)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _measurements(
+    facts: PartnerWindowFacts, policy: QualityPolicy
+) -> list[tuple[str, int, int, int, float, bool]]:
+    """(code, part, whole, minimum sample, threshold, above?) for every partner signal."""
+    fast_threshold = max(
+        policy.fast_conversion_min_share,
+        policy.fast_conversion_ratio
+        * (
+            facts.program_fast_conversion_share
+            or policy.fast_conversion_min_share / policy.fast_conversion_ratio
+        ),
+    )
+    clicks, conversions = facts.clicks, facts.conversions
+    out = [
+        ("bot_share", facts.bot_clicks, clicks, policy.min_clicks, policy.bot_share, True),
+        (
+            "datacenter_share",
+            facts.datacenter_clicks,
+            clicks,
+            policy.min_clicks,
+            policy.datacenter_share,
+            True,
+        ),
+        (
+            "fast_conversion_share",
+            facts.fast_conversions,
+            conversions,
+            policy.min_conversions,
+            fast_threshold,
+            True,
+        ),
+        (
+            "slow_conversion_share",
+            facts.slow_conversions,
+            conversions,
+            policy.min_conversions,
+            policy.slow_conversion_share,
+            True,
+        ),
+        (
+            "refund_rate",
+            facts.refunded_conversions,
+            conversions,
+            policy.min_conversions,
+            policy.refund_rate,
+            True,
+        ),
+        (
+            "high_conversion_rate",
+            conversions,
+            clicks,
+            policy.min_clicks,
+            policy.max_conversion_rate,
+            True,
+        ),
+        (
+            "low_conversion_rate",
+            conversions,
+            clicks,
+            policy.min_clicks_for_low_conversion_rate,
+            policy.min_conversion_rate,
+            False,
+        ),
+    ]
+    if facts.stuffed_clicks is not None:
+        out.append(
+            (
+                "stuffed_click_share",
+                facts.stuffed_clicks,
+                clicks,
+                policy.min_clicks,
+                policy.stuffed_click_share,
+                True,
+            )
+        )
+    if facts.existing_customer_conversions is not None:
+        out.append(
+            (
+                "existing_customer_share",
+                facts.existing_customer_conversions,
+                conversions,
+                policy.min_conversions,
+                _existing_customer_threshold(facts, policy),
+                True,
+            )
+        )
+    return out
+
+
+_PER_CLICK: Final = frozenset(
+    {
+        "bot_share",
+        "datacenter_share",
+        "high_conversion_rate",
+        "low_conversion_rate",
+        "stuffed_click_share",
+    }
+)
+_EVIDENCE_TEXT: Final[dict[str, str]] = {
+    "bot_share": "bot clicks",
+    "datacenter_share": "datacenter / VPN / Tor clicks",
+    "fast_conversion_share": "conversions under 10 s after the click",
+    "slow_conversion_share": "conversions over 24 h after the click",
+    "refund_rate": "refund + chargeback rate",
+    "high_conversion_rate": "conversion rate",
+    "low_conversion_rate": "conversion rate",
+    "stuffed_click_share": "clicks from visitors who clicked several partners or programs",
+    "existing_customer_share": "conversions by existing customers",
+}
+
+
+def classify_partner(
+    facts: PartnerWindowFacts, policy: QualityPolicy = DEFAULT_QUALITY_POLICY
+) -> PartnerVerdict:
+    """Which fraud a partner's window points to, signal by signal.
+
+    A signal counts as evidence only when its share is past the documented threshold *and*
+    the one-sided Wilson bound at ``policy.evidence_z`` is past it too: 3 refunds out of 10
+    conversions is 30%, over FirstPromoter's 25%, but a partner whose true rate is 6% gets
+    there one time in 50, and a program has hundreds of small partners."""
+    quality = score_partner_quality(facts, policy)
+    evidence: list[PartnerEvidence] = []
+    for code, part, whole, minimum, threshold, above in _measurements(facts, policy):
+        if whole < max(minimum, 1):
+            continue
+        share = max(0, min(part, whole)) / whole
+        low, high = wilson_bounds(part, whole, policy.evidence_z)
+        bound = low if above else high
+        if not (bound > threshold if above else bound < threshold):
+            continue
+        unit = "clicks" if code in _PER_CLICK else "conversions"
+        side = "over" if above else "under"
+        evidence.append(
+            PartnerEvidence(
+                code,
+                SIGNAL_TYPES[code],
+                share,
+                bound,
+                threshold,
+                whole,
+                f"{SIGNAL_TYPES[code].replace('_', ' ')}: {_EVIDENCE_TEXT[code]} "
+                f"{_percent(share)} of {whole} {unit}, {side} {_percent(threshold)} "
+                f"(confidence bound {_percent(bound)})",
+            )
+        )
+    return PartnerVerdict(quality, tuple(evidence))

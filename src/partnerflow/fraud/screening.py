@@ -78,6 +78,9 @@ class ScreeningResult:
     decision: Decision
     factors: tuple[ScreeningFactor, ...]
     red_flags: tuple[str, ...]
+    #: Factors that could not be scored, each with why (no data supplied or imported, or
+    #: no target countries): they neither help nor hurt, and a person should know that.
+    missing: tuple[str, ...] = ()
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -227,6 +230,22 @@ def screen_application(
     if not factors:
         red_flags.append("no screening data supplied")
 
+    scored = {factor.name for factor in factors}
+    missing = tuple(
+        f"{name}: {why}"
+        for name, why in (
+            ("domain_age", "no website domain age"),
+            ("backlinks", "no backlink count"),
+            ("followers", "no social follower count"),
+            ("engagement", "no engagement rate"),
+            ("review_rating", "no review rating"),
+            (
+                "country_fit",
+                "no audience countries" if targets else "the program has no target countries",
+            ),
+        )
+        if name not in scored
+    )
     score = max(0, min(100, round(base) - penalty))
     decision: Decision
     if score <= policy.auto_reject_at:
@@ -235,4 +254,4 @@ def screen_application(
         decision = "approve"
     else:
         decision = "review"
-    return ScreeningResult(score, decision, tuple(factors), tuple(red_flags))
+    return ScreeningResult(score, decision, tuple(factors), tuple(red_flags), missing)

@@ -34,6 +34,11 @@ AD_CLICK_IDS: Final[dict[str, str]] = {
     "yclid": "Yandex Direct",
 }
 
+#: A visitor who clicks links of this many partners (or programs) on one day is what forced
+#: clicks look like (cookie stuffing: "many programs or partners per visitor", Anura,
+#: Fraudlogix). Our default: a shopper comparing two review sites clicks two partners.
+STUFFED_VISITOR_PARTNERS: Final = 3
+
 #: Query strings longer than this are cut before looking for ad click ids.
 _MAX_QUERY_LENGTH: Final = 8192
 
@@ -120,6 +125,12 @@ class PartnerWindowFacts:
 
     ``program_fast_conversion_share`` is the program-wide share of conversions with a
     click-to-conversion time under 10 s, the baseline TUNE compares a partner with.
+
+    Cookie-stuffing facts (None = not measured, e.g. by an older caller):
+    ``stuffed_clicks`` are clicks from visitors (IP + user agent) who clicked links of
+    several partners or programs within a day; ``existing_customer_conversions`` are
+    conversions by customers who had bought before the attributed click, compared with
+    the program-wide share ``program_existing_customer_share``.
     """
 
     clicks: int = 0
@@ -130,6 +141,9 @@ class PartnerWindowFacts:
     slow_conversions: int = 0
     refunded_conversions: int = 0
     program_fast_conversion_share: float | None = None
+    stuffed_clicks: int | None = None
+    existing_customer_conversions: int | None = None
+    program_existing_customer_share: float | None = None
 
 
 def ad_click_ids_in_query(query: str | None) -> frozenset[str]:

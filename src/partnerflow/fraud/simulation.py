@@ -12,6 +12,10 @@ Clean traffic is deliberately not spotless: a quarter has no referrer, some visi
 double-click or come back to the same link, offices share one IP, and users browse
 through in-app browsers, because those are what make an over-eager rule fire.
 
+`simulate_partners` does the same one level up: labelled 30-day partner windows (clean,
+cookie stuffing, refund abuse, conversion-rate outliers) for `scoring.classify_partner`
+(tests/unit/fraud/test_fraud_partner_simulation.py).
+
 Everything is deterministic for a given seed.
 """
 
@@ -21,13 +25,18 @@ import math
 import random
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from partnerflow.fraud.bots import classify_user_agent
 from partnerflow.fraud.identities import Identity
 from partnerflow.fraud.networks import classify_ip
-from partnerflow.fraud.signals import ClickFacts, ConversionFacts, ad_click_ids_in_query
+from partnerflow.fraud.signals import (
+    ClickFacts,
+    ConversionFacts,
+    PartnerWindowFacts,
+    ad_click_ids_in_query,
+)
 
 ClickLabel = Literal["clean", "bot", "click_flood", "datacenter", "fast_clicker"]
 ConversionLabel = Literal["clean", "ctit_anomaly", "self_referral"]
@@ -430,3 +439,181 @@ def simulate(
     )
     conversions = _conversions(gen, clean_conversions, ctit_anomalies, self_referrals)
     return Traffic(tuple(replay(raw)), tuple(conversions))
+
+
+# --- partners over a window ---------------------------------------------------------------
+
+PartnerLabel = Literal["clean", "cookie_stuffing", "refund_abuse", "conversion_rate_outlier"]
+
+PARTNER_FRAUD_TYPES: Final[tuple[PartnerLabel, ...]] = (
+    "cookie_stuffing",
+    "refund_abuse",
+    "conversion_rate_outlier",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedPartner:
+    name: str
+    label: PartnerLabel
+    variant: str
+    facts: PartnerWindowFacts
+
+
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """A partner's true rates over the window; counts are drawn from them."""
+
+    clicks: int
+    conversion_rate: float
+    bot: float
+    datacenter: float
+    stuffed: float
+    fast: float
+    slow: float
+    refund: float
+    existing: float
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    """A binomial draw (Python 3.11 has no random.binomialvariate): exact for small n,
+    Poisson for rare events, normal approximation when the variance is large."""
+    p = min(max(p, 0.0), 1.0)
+    if n <= 0 or p == 0.0:
+        return 0
+    if p == 1.0:
+        return n
+    if n <= 200:
+        return sum(1 for _ in range(n) if rng.random() < p)
+    mean = n * p
+    if mean < 30 and p < 0.05:
+        # Knuth's Poisson sampler: fine for small means.
+        limit, k, product = math.exp(-mean), 0, rng.random()
+        while product > limit:
+            k += 1
+            product *= rng.random()
+        return min(k, n)
+    draw = round(rng.gauss(mean, math.sqrt(mean * (1 - p))))
+    return min(max(draw, 0), n)
+
+
+def _log_uniform(rng: random.Random, low: float, high: float) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+def _around(rng: random.Random, median: float, sigma: float, cap: float = 0.95) -> float:
+    """A per-partner true rate: log-normal around ``median`` (partners differ)."""
+    return min(cap, median * math.exp(rng.gauss(0.0, sigma)))
+
+
+def _clean_rates(rng: random.Random) -> _Rates:
+    """A clean partner: long-tailed volume (many small partners, a few big ones), CR around
+    2% (lead-gen and cashback partners convert more), a few percent bot and hosted clicks
+    (link previews, crawlers, corporate proxies), e-commerce CTIT with a minority of sales
+    after 24 h, refunds around 5% and a fifth of sales by returning customers."""
+    return _Rates(
+        clicks=round(_log_uniform(rng, 50, 50_000)),
+        conversion_rate=_around(rng, 0.02, 0.7, cap=0.5),
+        bot=_around(rng, 0.01, 0.5),
+        datacenter=_around(rng, 0.02, 0.5),
+        stuffed=_around(rng, 0.01, 0.7),
+        fast=_around(rng, 0.02, 0.5),
+        slow=_around(rng, 0.08, 0.5),
+        refund=_around(rng, 0.05, 0.6),
+        existing=_around(rng, 0.20, 0.35),
+    )
+
+
+def _fraud_rates(rng: random.Random, label: PartnerLabel) -> tuple[str, _Rates]:
+    clean = _clean_rates(rng)
+    if label == "cookie_stuffing":
+        if rng.random() < 2 / 3:
+            # Pixel / iframe stuffing: every visitor of a busy page gets the cookie (and
+            # those of other programs), never sees the shop; the sales it claims are
+            # organic ones days later, many by customers who already buy there.
+            return "pixel", replace(
+                clean,
+                clicks=round(_log_uniform(rng, 20_000, 400_000)),
+                conversion_rate=_log_uniform(rng, 0.00003, 0.00015),
+                stuffed=rng.uniform(0.4, 0.9),
+                slow=rng.uniform(0.4, 0.8),
+                existing=rng.uniform(0.4, 0.7),
+            )
+        # Browser-extension stuffing: the cookie is dropped when the shopper is already
+        # on the shop, seconds before the sale, mostly on returning customers.
+        return "extension", replace(
+            clean,
+            clicks=round(_log_uniform(rng, 300, 3000)),
+            conversion_rate=rng.uniform(0.05, 0.15),
+            fast=rng.uniform(0.3, 0.8),
+            existing=rng.uniform(0.6, 0.9),
+        )
+    if label == "refund_abuse":
+        # Sales made to collect the commission and refunded (or charged back) later.
+        return "refunds", replace(
+            clean,
+            clicks=round(_log_uniform(rng, 800, 8000)),
+            conversion_rate=rng.uniform(0.02, 0.06),
+            refund=rng.uniform(0.4, 0.85),
+        )
+    # Conversions without fresh traffic: leaked coupon codes, incentivised or self-made
+    # sales credited through a handful of clicks.
+    return "no_traffic", replace(
+        clean,
+        clicks=round(_log_uniform(rng, 150, 3000)),
+        conversion_rate=rng.uniform(0.25, 0.7),
+    )
+
+
+def _draw(rng: random.Random, rates: _Rates) -> PartnerWindowFacts:
+    clicks = rates.clicks
+    conversions = _binomial(rng, clicks, rates.conversion_rate)
+    fast = _binomial(rng, conversions, rates.fast)
+    return PartnerWindowFacts(
+        clicks=clicks,
+        bot_clicks=_binomial(rng, clicks, rates.bot),
+        datacenter_clicks=_binomial(rng, clicks, rates.datacenter),
+        conversions=conversions,
+        fast_conversions=fast,
+        slow_conversions=_binomial(rng, conversions - fast, rates.slow),
+        refunded_conversions=_binomial(rng, conversions, rates.refund),
+        stuffed_clicks=_binomial(rng, clicks, rates.stuffed),
+        existing_customer_conversions=_binomial(rng, conversions, rates.existing),
+    )
+
+
+def simulate_partners(
+    seed: int = 0, *, clean: int = 500, per_type: int = 25
+) -> tuple[SimulatedPartner, ...]:
+    """Labelled partner windows (30 days of aggregates each): ``clean`` clean partners and
+    ``per_type`` of each of `PARTNER_FRAUD_TYPES`, with the program-wide baselines (share
+    of fast conversions, share of existing customers) computed over all of them as the
+    scan does. Same seed, same partners."""
+    rng = random.Random(seed)
+    drawn: list[tuple[str, PartnerLabel, str, PartnerWindowFacts]] = []
+    for n in range(clean):
+        drawn.append((f"clean-{n}", "clean", "clean", _draw(rng, _clean_rates(rng))))
+    for label in PARTNER_FRAUD_TYPES:
+        for n in range(per_type):
+            variant, rates = _fraud_rates(rng, label)
+            drawn.append((f"{label}-{n}", label, variant, _draw(rng, rates)))
+    conversions = sum(f.conversions for *_, f in drawn)
+    fast_share = sum(f.fast_conversions for *_, f in drawn) / conversions if conversions else None
+    existing_share = (
+        sum(f.existing_customer_conversions or 0 for *_, f in drawn) / conversions
+        if conversions
+        else None
+    )
+    return tuple(
+        SimulatedPartner(
+            name,
+            label,
+            variant,
+            replace(
+                facts,
+                program_fast_conversion_share=fast_share,
+                program_existing_customer_share=existing_share,
+            ),
+        )
+        for name, label, variant, facts in drawn
+    )

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, case, func, or_, select, update
 
 from partnerflow.fraud.identities import Identity
 from partnerflow.fraud.networks import classify_ip
-from partnerflow.fraud.signals import PartnerWindowFacts
+from partnerflow.fraud.signals import STUFFED_VISITOR_PARTNERS, PartnerWindowFacts
 from partnerflow.storage import tables as t
 
 #: Click scores at or above this are invalid traffic (fraud.scoring.ClickPolicy.invalid_at).
@@ -28,6 +28,7 @@ INVALID_CLICK_SCORE = 80
 #: IP kinds counted as "datacenter / VPN / Tor" in the partner quality score.
 HOSTED_KINDS = frozenset({"datacenter", "tor", "vpn"})
 FAST_SECONDS = 10.0  # TUNE's CTIT < 10 s comparison
+_IN_CHUNK = 500  # values per IN (...) list: well under every driver's parameter limit
 SLOW_SECONDS = 86_400.0  # Everflow's 24 h
 
 CV = t.conversions.c
@@ -257,6 +258,7 @@ class _Window:
     fast: int = 0
     slow: int = 0
     refunded: int = 0
+    existing: int = 0
     ctits: list[float] = field(default_factory=list)
 
 
@@ -288,6 +290,7 @@ def _conversion_rows(
             CV.created_at,
             CV.status,
             CV.refunded_micros,
+            CV.customer_id,
             CL.created_at.label("click_at"),
         )
         .select_from(t.conversions.outerjoin(t.clicks, CL.id == CV.click_id))
@@ -300,8 +303,62 @@ def _conversion_rows(
     )
 
 
-def _add_conversion(window: _Window, r: Any) -> None:
+def _first_purchases(
+    conn: Connection, program_id: int, customer_ids: Iterable[str]
+) -> dict[str, datetime]:
+    """When each customer first converted in the program (any status: a refunded first
+    order still makes them a known customer)."""
+    wanted = sorted(set(customer_ids))
+    out: dict[str, datetime] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        for r in conn.execute(
+            select(CV.customer_id, func.min(CV.created_at).label("first"))
+            .where(CV.program_id == program_id, CV.customer_id.in_(chunk))
+            .group_by(CV.customer_id)
+        ):
+            out[r.customer_id] = r.first
+    return out
+
+
+def _existing_customer(r: Any, first: Mapping[str, datetime]) -> bool:
+    """The customer had bought before the attributed click (before the sale itself when
+    there is no click): the partner did not bring them."""
+    if not r.customer_id or r.customer_id not in first:
+        return False
+    before = r.click_at if r.click_at is not None else r.created_at
+    return bool(first[r.customer_id] < before)
+
+
+def stuffed_clicks(
+    conn: Connection, program_id: int, start: datetime, end: datetime
+) -> dict[int, int]:
+    """Per partner, clicks from visitors (IP + user agent: the stored clicks carry no
+    cookie) who clicked links of at least `STUFFED_VISITOR_PARTNERS` partners of the
+    program on the same UTC day: what forced clicks (hidden iframes, pixels, pop-unders
+    dropping every program's cookie) look like."""
+    visitors: dict[tuple[str, str, date], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for r in conn.execute(
+        select(CL.partner_id, CL.ip, CL.user_agent, CL.created_at).where(
+            CL.program_id == program_id,
+            CL.created_at >= start,
+            CL.created_at < end,
+            CL.ip.is_not(None),
+        )
+    ):
+        visitors[(r.ip, r.user_agent or "", r.created_at.date())][r.partner_id] += 1
+    out: dict[int, int] = defaultdict(int)
+    for partners in visitors.values():
+        if len(partners) >= STUFFED_VISITOR_PARTNERS:
+            for partner_id, n in partners.items():
+                out[partner_id] += n
+    return dict(out)
+
+
+def _add_conversion(window: _Window, r: Any, first: Mapping[str, datetime] | None = None) -> None:
     window.conversions += 1
+    if first is not None and _existing_customer(r, first):
+        window.existing += 1
     if r.status == "reversed" or (r.refunded_micros or 0) > 0:
         window.refunded += 1
     if r.click_at is not None:
@@ -325,10 +382,16 @@ def partner_windows(
         w.bot_clicks += int(r.bots or 0)
         if classify_ip(r.ip).kind in HOSTED_KINDS:
             w.datacenter_clicks += r.n
-    for r in _conversion_rows(conn, program_id, start, end):
-        _add_conversion(windows[r.partner_id], r)
+    conversions = list(_conversion_rows(conn, program_id, start, end))
+    first = _first_purchases(
+        conn, program_id, (r.customer_id for r in conversions if r.customer_id)
+    )
+    for r in conversions:
+        _add_conversion(windows[r.partner_id], r, first)
+    stuffed = stuffed_clicks(conn, program_id, start, end)
     total = sum(w.conversions for w in windows.values())
     fast = sum(w.fast for w in windows.values())
+    existing = sum(w.existing for w in windows.values())
     baseline = fast / total if total else None
     return {
         pid: PartnerWindowFacts(
@@ -340,6 +403,9 @@ def partner_windows(
             slow_conversions=w.slow,
             refunded_conversions=w.refunded,
             program_fast_conversion_share=baseline,
+            stuffed_clicks=stuffed.get(pid, 0),
+            existing_customer_conversions=w.existing,
+            program_existing_customer_share=existing / total if total else None,
         )
         for pid, w in windows.items()
     }
@@ -384,6 +450,59 @@ def partner_days(
             median_ctit_seconds=statistics.median(w.ctits) if w.ctits else None,
         )
         for (pid, day), w in sorted(days.items())
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ClickRow:
+    """A stored click as the click review sees it."""
+
+    id: str
+    partner_id: int
+    created_at: datetime
+    ip: str | None
+    user_agent: str | None
+    referrer: str | None
+    sub_ids: tuple[str, ...]
+    flags: str | None
+    is_bot: bool
+
+
+def click_rows(conn: Connection, program_id: int, start: datetime, end: datetime) -> list[ClickRow]:
+    """The program's clicks in [start, end), oldest first (the scan replays them in time
+    order through the same per-IP minute counter the hot path keeps)."""
+    stmt = (
+        select(
+            CL.id,
+            CL.partner_id,
+            CL.created_at,
+            CL.ip,
+            CL.user_agent,
+            CL.referrer,
+            CL.sub1,
+            CL.sub2,
+            CL.sub3,
+            CL.sub4,
+            CL.sub5,
+            CL.flags,
+            CL.is_bot,
+        )
+        .where(CL.program_id == program_id, CL.created_at >= start, CL.created_at < end)
+        .order_by(CL.created_at, CL.id)
+    )
+    return [
+        ClickRow(
+            id=r.id,
+            partner_id=r.partner_id,
+            created_at=r.created_at,
+            ip=r.ip,
+            user_agent=r.user_agent,
+            referrer=r.referrer,
+            sub_ids=tuple(s for s in (r.sub1, r.sub2, r.sub3, r.sub4, r.sub5) if s),
+            flags=r.flags,
+            is_bot=bool(r.is_bot),
+        )
+        for r in conn.execute(stmt)
     ]
 
 

@@ -101,6 +101,30 @@ class SqlReviews:
         assert found is not None
         return found
 
+    def refresh(
+        self, scan_key: str, score: int, reasons: Sequence[str], detail: dict[str, Any]
+    ) -> bool:
+        """Bring an *open* aggregated finding (e.g. one partner's datacenter clicks on one
+        day, queued while the day was running) up to date with its latest counts. Decided
+        reviews are never rewritten: a person decided on what they saw."""
+        result = self.conn.execute(
+            update(t.fraud_reviews)
+            .where(R.scan_key == scan_key, R.status == ReviewStatus.OPEN.value)
+            .values(score=score, reasons=[reason[:500] for reason in reasons], detail=detail)
+        )
+        return bool(result.rowcount)
+
+    def open_scan_keys(self, program_id: int, prefix: str) -> dict[str, dict[str, Any]]:
+        """scan_key -> detail of the program's open reviews whose key starts with prefix."""
+        rows = self.conn.execute(
+            select(R.scan_key, R.detail).where(
+                R.program_id == program_id,
+                R.status == ReviewStatus.OPEN.value,
+                R.scan_key.like(prefix.replace("%", "").replace("_", r"\_") + "%", escape="\\"),
+            )
+        )
+        return {key: dict(detail or {}) for key, detail in rows}
+
     def _by_scan_key(self, key: str) -> Review | None:
         row = self.conn.execute(select(t.fraud_reviews).where(R.scan_key == key)).first()
         return _review(row) if row else None

@@ -262,7 +262,7 @@ def test_low_quality_partner_is_suspended_audited_and_reactivated_on_approval(
         _uow(services), clock, world.program.id, {"actions": {"partner_suspend_below": 50}}, "lead"
     )
     report = scan(services)
-    [opened] = report.opened
+    [opened] = [d for d in report.opened if d.review.subject is Subject.PARTNER]
     assert (opened.review.subject, opened.review.subject_id) == (Subject.PARTNER, str(bob.id))
     assert opened.review.action is Action.SUSPEND
     assert opened.review.score == 45

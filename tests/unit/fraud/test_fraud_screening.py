@@ -94,3 +94,16 @@ def test_implausible_engagement_on_a_big_account_earns_little() -> None:
         "engagement rate 35.00% (implausibly high for the audience size: engagement pods?)"
     )
     assert result.factors[1].earned == 0.3 * 15
+
+
+def test_screening_names_the_factors_it_had_no_data_for() -> None:
+    result = screen_application(Application(social_followers=50_000, engagement_rate=0.03))
+    assert [f.name for f in result.factors] == ["followers", "engagement"]
+    assert result.missing == (
+        "domain_age: no website domain age",
+        "backlinks: no backlink count",
+        "review_rating: no review rating",
+        "country_fit: the program has no target countries",
+    )
+    targeted = screen_application(Application(review_rating=4.5), target_countries=("US",))
+    assert "country_fit: no audience countries" in targeted.missing
