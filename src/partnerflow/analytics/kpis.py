@@ -108,3 +108,35 @@ def share(part: Decimal | int, whole: Decimal | int) -> Decimal | None:
 def churn_rate(customers_lost: int, customers_at_start: int) -> Decimal | None:
     """Churn = customers lost in the period ÷ customers at its start (seed 004's definition)."""
     return _ratio(customers_lost, customers_at_start)
+
+
+def historical_clv(revenue: Decimal, customers: int) -> Decimal | None:
+    """Historical CLV = net revenue of a set of customers so far ÷ number of customers
+    (what an average customer has been worth up to now). The predicted CLV (BG/NBD +
+    Gamma-Gamma over a horizon, discounted) is `analytics.clv`."""
+    return _per_unit(revenue, customers)
+
+
+def traffic_per_partner(clicks: int, partners: int) -> Decimal | None:
+    """Traffic per partner = clicks ÷ partners (active ones, or those in the row)."""
+    return _per_unit(Decimal(clicks), partners)
+
+
+def retention_rate(retained: int, cohort_size: int) -> Decimal | None:
+    """Cohort retention = customers of the cohort still purchasing in period k ÷ cohort size."""
+    return _ratio(retained, cohort_size)
+
+
+def delta(current: Decimal | int | None, previous: Decimal | int | None) -> Decimal | None:
+    """Absolute change current - previous; None when either side is undefined."""
+    if current is None or previous is None:
+        return None
+    return Decimal(current) - Decimal(previous)
+
+
+def delta_ratio(current: Decimal | int | None, previous: Decimal | int | None) -> Decimal | None:
+    """Relative change (current - previous) ÷ previous, a fraction (0.25 = +25 %); None when
+    the previous value is zero or undefined (growth from nothing has no percentage)."""
+    if current is None or previous is None or previous == 0:
+        return None
+    return _ratio(Decimal(current) - Decimal(previous), Decimal(previous))

@@ -30,6 +30,7 @@ SUBCOMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("webhooks", ("webhooks",)),
     ("messages", ("messages",)),
     ("import", ("imports",)),
+    ("revenue", ("revenue",)),
     ("jobs", ("jobs",)),
     ("demo", ("demo",)),
 ]

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     case,
     cast,
+    delete,
     false,
     func,
     select,
@@ -257,3 +258,157 @@ def event_totals(conn: Connection, program_id: ProgramId | None = None) -> dict[
         )
     out["users"] = int(conn.execute(select(func.count()).select_from(t.users)).one()[0])
     return out
+
+
+# --- ad spend, program revenue, partner activity, cohorts (issue 7) -----------------------
+
+SPEND_DIMENSIONS = frozenset({"day", "week", "month", "partner", "channel"})
+
+
+def ad_spend_by(
+    conn: Connection,
+    program_id: int,
+    currency: str,
+    dimension: str,
+    first_day: date,
+    last_day: date,
+    partner_ids: tuple[int, ...] = (),
+    other_filters: bool = False,
+) -> tuple[dict[Any, Decimal] | None, Decimal | None]:
+    """Imported ad spend per group, and in total, in the program's currency. Spend is
+    recorded per day, channel and (optionally) partner, so it is attributed only by those
+    dimensions (None otherwise); with an offer, country or device filter, or when the
+    program has no spend at all, nothing can be said (None, None)."""
+    from partnerflow.storage.rollup_grain import period_key
+
+    s = t.ad_spend.c
+    where = [
+        s.program_id == program_id,
+        s.day >= first_day,
+        s.day <= last_day,
+        s.currency == currency,
+    ]
+    if partner_ids:
+        where.append(s.partner_id.in_(partner_ids))
+    any_spend = conn.execute(
+        select(func.count()).select_from(t.ad_spend).where(t.ad_spend.c.program_id == program_id)
+    ).scalar_one()
+    if not any_spend or other_filters:
+        return None, None
+    rows = conn.execute(
+        select(s.day, s.partner_id, s.channel, func.sum(s.amount_micros))
+        .where(*where)
+        .group_by(s.day, s.partner_id, s.channel)
+    ).all()
+    total = sum((int(r[3]) for r in rows), 0)
+    if dimension not in SPEND_DIMENSIONS:
+        return None, Decimal(total) / MICROS
+    out: dict[Any, int] = {}
+    for day, partner_id, channel, micros in rows:
+        if dimension == "partner":
+            if partner_id is None:
+                continue
+            key: Any = int(partner_id)
+        elif dimension == "channel":
+            key = str(channel).strip().lower()
+        else:
+            key = period_key(
+                day if isinstance(day, date) else date.fromisoformat(str(day)), dimension
+            )
+        out[key] = out.get(key, 0) + int(micros)
+    return {k: Decimal(v) / MICROS for k, v in out.items()}, Decimal(total) / MICROS
+
+
+def program_revenue_total(
+    conn: Connection, program_id: int, currency: str, first_day: date, last_day: date
+) -> tuple[Decimal, int] | None:
+    """Total revenue (all sources) and orders imported for the period, or None when no
+    revenue was imported for any of its days."""
+    r = t.program_revenue.c
+    row = conn.execute(
+        select(func.count(), func.sum(r.revenue_micros), func.sum(r.orders)).where(
+            r.program_id == program_id,
+            r.day >= first_day,
+            r.day <= last_day,
+            r.currency == currency,
+        )
+    ).one()
+    if not row[0]:
+        return None
+    return Decimal(int(row[1] or 0)) / MICROS, int(row[2] or 0)
+
+
+def import_program_revenue(
+    conn: Connection,
+    program_id: int,
+    rows: Iterable[tuple[date, str, int, int, str]],
+    batch_id: str,
+    now: datetime,
+) -> int:
+    """Upsert (day, source, revenue micros, orders, currency) rows: re-importing a day and
+    source replaces it, so a corrected export is simply imported again."""
+    r = t.program_revenue.c
+    n = 0
+    for day, source, micros, orders, currency in rows:
+        conn.execute(
+            delete(t.program_revenue).where(
+                r.program_id == program_id, r.day == day, r.source == source
+            )
+        )
+        conn.execute(
+            t.program_revenue.insert().values(
+                program_id=program_id,
+                day=day,
+                source=source,
+                revenue_micros=micros,
+                orders=orders,
+                currency=currency,
+                batch_id=batch_id,
+                imported_at=now,
+            )
+        )
+        n += 1
+    return n
+
+
+def last_activity(conn: Connection, program_id: int) -> dict[int, date | None]:
+    """Each partner's last local day with a (non-bot) click or a conversion, from the
+    rollups; partners with none map to None."""
+    out: dict[int, date | None] = {
+        int(pid): None
+        for pid in conn.execute(
+            select(t.partners.c.id).where(
+                t.partners.c.program_id == program_id, t.partners.c.status == "active"
+            )
+        ).scalars()
+    }
+    for table, measure in ((t.rollup_traffic, "clicks"), (t.rollup_conversions, "conversions")):
+        rows = conn.execute(
+            select(table.c.partner_id, func.max(table.c.day))
+            .where(table.c.program_id == program_id, table.c[measure] > 0)
+            .group_by(table.c.partner_id)
+        )
+        for pid, day in rows:
+            if int(pid) not in out:
+                continue
+            d = day if isinstance(day, date) else date.fromisoformat(str(day))
+            seen = out[int(pid)]
+            out[int(pid)] = d if seen is None or d > seen else seen
+    return out
+
+
+def customer_purchases(
+    conn: Connection, program_id: int, timezone: str
+) -> list[tuple[str, int, date]]:
+    """(customer, partner or 0, local day) of every counted conversion with a customer id
+    (unattributed purchases included: a retained customer may come back by themselves)."""
+    v = t.conversions.c
+    bucket = _bucket(conn, v.created_at).label("b")
+    partner = func.coalesce(v.partner_id, 0).label("p")
+    rows = conn.execute(
+        select(v.customer_id, partner, bucket)
+        .where(v.program_id == program_id, v.customer_id.is_not(None), v.status != "rejected")
+        .group_by(v.customer_id, partner, bucket)
+    ).all()
+    to_day = _day_mapper(timezone)
+    return [(str(c), int(p), to_day(b)) for c, p, b in rows]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -820,6 +821,15 @@ partner_screening_data = Table(
     _ts("imported_at", nullable=False),
 )
 
+# Dashboard series read commission entries per program and day; without this index every
+# day's range scans the whole ledger.
+Index(
+    "ix_commission_entries_program_created",
+    commission_entries.c.program_id,
+    commission_entries.c.created_at,
+)
+
+
 # --- Partner content: terms, creatives, resources (migration 0009) ----------------------
 
 # Versioned terms and guidelines. A new text is a new row with the next version, never an
@@ -883,10 +893,78 @@ resources = Table(
     CheckConstraint("kind IN ('guide', 'news', 'guidelines')", name="kind"),
 )
 
-# Dashboard series read commission entries per program and day; without this index every
-# day's range scans the whole ledger.
-Index(
-    "ix_commission_entries_program_created",
-    commission_entries.c.program_id,
-    commission_entries.c.created_at,
+# --- Analytics: report rollups and program revenue (migration 0008) ----------------------
+# Daily rollups of the event tables, in the program's local days, so reports over millions
+# of clicks read thousands of rows. Keys never hold NULL ('' = unknown, 0 = none) because
+# they are primary keys. `rollup_traffic` is additive (clicks folded once, past a high-water
+# mark); `rollup_conversions` is recomputed per dirty day (conversions change status).
+# See storage/rollups.py and docs/kpis.md.
+rollup_traffic = Table(
+    "rollup_traffic",
+    metadata,
+    Column("program_id", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("partner_id", Integer, primary_key=True),
+    Column("offer_id", Integer, primary_key=True),
+    Column("link_id", Integer, primary_key=True),
+    Column("country", String(2), primary_key=True),
+    Column("device", String(16), primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("clicks", BigInteger, nullable=False),
+    Column("unique_clicks", BigInteger, nullable=False),
+    Column("bot_clicks", BigInteger, nullable=False),
+    Column("impressions", BigInteger, nullable=False),
+    # Clustered by the key on SQLite: a report's range scan reads rows in place instead of
+    # one table lookup per index entry (2x faster on the 10M-click benchmark).
+    sqlite_with_rowid=False,
+)
+
+rollup_conversions = Table(
+    "rollup_conversions",
+    metadata,
+    Column("program_id", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("partner_id", Integer, primary_key=True),
+    Column("offer_id", Integer, primary_key=True),
+    Column("link_id", Integer, primary_key=True),
+    Column("country", String(2), primary_key=True),
+    Column("device", String(16), primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("coupon_code", String(64), primary_key=True),
+    Column("conversions", BigInteger, nullable=False),
+    Column("refunds", BigInteger, nullable=False),
+    Column("sales", BigInteger, nullable=False),
+    Column("leads", BigInteger, nullable=False),
+    Column("orders", BigInteger, nullable=False),
+    Column("revenue_micros", BigInteger, nullable=False),
+    Column("sale_revenue_micros", BigInteger, nullable=False),
+    Column("commission_micros", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# High-water marks of the rollup job ('clicks', 'impressions': last folded event id;
+# 'conversions': when dirty conversion days were last looked for). Claimed by a guarded
+# UPDATE so two concurrent folds never add the same events twice.
+rollup_marks = Table(
+    "rollup_marks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(64), nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+# Total revenue of the program per day and source (shop export, API), partner-driven or
+# not: the denominator of "partners' share of revenue". An import replaces its (day, source).
+program_revenue = Table(
+    "program_revenue",
+    metadata,
+    Column("program_id", Integer, ForeignKey("programs.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("revenue_micros", BigInteger, nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("batch_id", String(32), nullable=False),
+    _ts("imported_at", nullable=False),
+    CheckConstraint("orders >= 0", name="orders_not_negative"),
 )
