@@ -24,6 +24,7 @@ class Api:
     admin: dict[str, str]
     reader: dict[str, str]
     partner: dict[str, str]
+    admin_prefix: str
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -35,7 +36,9 @@ def api(services: Services) -> Iterator[Api]:
     world = make_world(services)
     now = services.clock.now()
     with services.engine.begin() as conn:
-        _, admin = create_key(conn, name="admin", scopes=["admin:read", "admin:write"], now=now)
+        admin_key, admin = create_key(
+            conn, name="admin", scopes=["admin:read", "admin:write"], now=now
+        )
         _, reader = create_key(conn, name="reader", scopes=["admin:read"], now=now)
         _, partner = create_key(
             conn, name="ann", scopes=["partner"], now=now, partner_id=world.partner.id
@@ -44,4 +47,12 @@ def api(services: Services) -> Iterator[Api]:
         routes=[Mount("/api/v1", app=create_api_app(services, allow_private_targets=True))]
     )
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield Api(client, services, world, bearer(admin), bearer(reader), bearer(partner))
+        yield Api(
+            client,
+            services,
+            world,
+            bearer(admin),
+            bearer(reader),
+            bearer(partner),
+            admin_key.prefix,
+        )

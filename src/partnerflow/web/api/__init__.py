@@ -18,9 +18,13 @@ from partnerflow.bootstrap import Services
 from partnerflow.core.errors import PartnerflowError
 from partnerflow.web.api import errors
 from partnerflow.web.api.admin import admin_router
+from partnerflow.web.api.caps import caps_router
 from partnerflow.web.api.context import ApiContext
 from partnerflow.web.api.inbound import inbound_router
+from partnerflow.web.api.money import money_router
 from partnerflow.web.api.partner import partner_router
+from partnerflow.web.api.programs import programs_router
+from partnerflow.web.api.reviews import reviews_router
 from partnerflow.web.api.schemas import ErrorOut
 
 _ERRORS = {
@@ -62,6 +66,10 @@ def create_api_app(services: Services, *, allow_private_targets: bool | None = N
     app.add_exception_handler(Exception, errors.on_unexpected)
     app.add_middleware(errors.BodyLimit)
     app.include_router(admin_router(ctx))
+    app.include_router(money_router(ctx))
+    app.include_router(caps_router(ctx))
+    app.include_router(reviews_router(ctx))
+    app.include_router(programs_router(ctx))
     app.include_router(partner_router(ctx))
     app.include_router(inbound_router(ctx))
     return app

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 
+from partnerflow.caps.services import import_spend_csv
+from partnerflow.commissions.services import import_rates
 from partnerflow.core.errors import Forbidden, InvalidInput, NotFound
 from partnerflow.core.ids import ProgramId
-from partnerflow.messaging.imports import import_conversions, import_partners
+from partnerflow.messaging.imports import decode, import_conversions, import_partners
 from partnerflow.messaging.orders import shopify_order, stripe_invoice
 from partnerflow.messaging.signatures import verify_shopify, verify_stripe
 from partnerflow.storage import messages as msg
@@ -22,9 +24,19 @@ from partnerflow.storage import webhooks as wh
 from partnerflow.storage.api_keys import ApiKey
 from partnerflow.storage.catalog import SqlPrograms
 from partnerflow.storage.outbox import record_conversion_published
+from partnerflow.storage.payouts import SqlMoneyUnitOfWork
+from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
 from partnerflow.tracking.services import RecordConversion
 from partnerflow.web.api import schemas as s
-from partnerflow.web.api.context import ApiContext, check_program, scoped, tracking_uow
+from partnerflow.web.api.context import (
+    ApiContext,
+    actor,
+    check_program,
+    load_program,
+    refuse_program_bound,
+    scoped,
+    tracking_uow,
+)
 
 Slug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", max_length=64)]
 RAW_JSON: dict[str, Any] = {
@@ -164,6 +176,41 @@ def inbound_router(ctx: ApiContext) -> APIRouter:
             imported=report.imported,
             duplicates=report.duplicates,
         )
+
+    @router.post(
+        "/imports/exchange-rates",
+        response_model=s.RatesImportedOut,
+        tags=["imports"],
+        openapi_extra=RAW_CSV,
+    )
+    async def import_rates_csv(request: Request, key: ApiKey = writer) -> Any:
+        """`date,from,to,rate` rows; every bad line reported, nothing stored unless all pass;
+        a stored rate is never overwritten."""
+        refuse_program_bound(key, "the exchange-rate table")
+        text = decode(await request.body())
+        done = import_rates(SqlMoneyUnitOfWork(svc.engine, svc.clock), svc.clock,
+                            text.splitlines())  # fmt: skip
+        return s.RatesImportedOut(import_id=done.import_id, added=done.added,
+                                  unchanged=done.unchanged)  # fmt: skip
+
+    @router.post(
+        "/imports/ad-spend",
+        response_model=s.SpendRecordedOut,
+        tags=["imports"],
+        openapi_extra=RAW_CSV,
+    )
+    async def import_spend(
+        request: Request,
+        program_id: Annotated[int, Query(ge=1, le=2_147_483_647)],
+        key: ApiKey = writer,
+    ) -> Any:
+        """`day,channel,campaign,partner,amount[,currency]` rows (partner: id or e-mail);
+        any bad row: nothing imported, every bad row listed."""
+        program = load_program(ctx, key, program_id)
+        text = decode(await request.body())
+        uow = PublishingCapsUnitOfWork(svc.engine, svc.clock)
+        count = import_spend_csv(uow, svc.clock, ProgramId(program.id), text, actor(key))
+        return {"imported": count}
 
     def _unsubscribe(token: str) -> Any:
         with svc.engine.begin() as conn:

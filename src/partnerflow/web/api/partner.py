@@ -1,6 +1,8 @@
 """The partner-scoped API (`partner` keys): a partner sees only its own links, coupons,
-conversions, balances, postbacks, messages and inbox — the partner id comes from the key,
-never from the request."""
+conversions, balances, payouts and statements, targets, caps (with the reasons they
+changed), terms, creatives, postbacks, messages and inbox — the partner id comes from the
+key, never from the request, and another partner's id answers the same 404 as a missing one.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +10,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from partnerflow.caps.services import cap_history, cap_usage, target_progress
 from partnerflow.core.errors import NotFound
 from partnerflow.core.ids import PartnerId
+from partnerflow.payouts.ports import StoredBatch
+from partnerflow.payouts.services import batch_statements, list_batches
+from partnerflow.storage import content
 from partnerflow.storage import messages as msg
 from partnerflow.storage import tables as t
 from partnerflow.storage import webhooks as wh
 from partnerflow.storage.api_keys import ApiKey
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.catalog import SqlPartners
 from partnerflow.storage.ledger import SqlLedger
+from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.web.api import schemas as s
 from partnerflow.web.api import serializers as ser
-from partnerflow.web.api.context import ApiContext, scoped
-from partnerflow.web.api.queries import page
+from partnerflow.web.api.context import ApiContext, own_partner, scoped
+from partnerflow.web.api.queries import page, page_items
 
 IdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+BatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=64)]
 
@@ -134,5 +143,140 @@ def partner_router(ctx: ApiContext) -> APIRouter:
     def read_item(item_id: IdPath, key: ApiKey = partner_key) -> None:
         with svc.engine.begin() as conn:
             msg.mark_inbox_read(conn, pid(key), item_id, svc.clock.now())
+
+    # --- payouts and statements ----------------------------------------------------------------
+    def money_uow() -> SqlMoneyUnitOfWork:
+        return SqlMoneyUnitOfWork(svc.engine, svc.clock)
+
+    def my_payout(stored: StoredBatch, partner_id: int) -> s.MyPayoutOut | None:
+        b = stored.batch
+        line = next((x for x in b.lines if x.partner_id == partner_id), None)
+        held = next((x for x in b.held if x.partner_id == partner_id), None)
+        if line is None and held is None:
+            return None  # a batch that neither pays nor holds this partner isn't theirs
+        return s.MyPayoutOut(
+            batch_id=b.id,
+            period_start=b.period.start,
+            period_end=b.period.end,
+            status=stored.status,
+            paid_at=stored.paid_at,
+            line=ser.payout_line_out(line) if line else None,
+            held=ser.held_line_out(held) if held else None,
+        )
+
+    @router.get("/payouts", response_model=s.Page[s.MyPayoutOut])
+    def payouts(key: ApiKey = partner_key, limit: Limit = 50, cursor: Cursor = None) -> Any:
+        """Batches that pay (or hold back) this partner, newest first; superseded drafts
+        are left out."""
+        me = own_partner(ctx, key)
+        batches = list_batches(money_uow(), me.program_id)
+        mine = [
+            x
+            for x in (my_payout(b, me.id) for b in batches if b.status != "superseded")
+            if x is not None
+        ]
+        items, nxt = page_items(mine, cursor, limit)
+        return {"items": items, "next_cursor": nxt}
+
+    @router.get("/payouts/{batch_id}", response_model=s.MyPayoutDetailOut)
+    def payout(batch_id: BatchId, key: ApiKey = partner_key) -> Any:
+        """One batch with this partner's statement: opening balance, each movement with its
+        reason, closing balance."""
+        me = own_partner(ctx, key)
+        batches = list_batches(money_uow(), me.program_id)
+        found = next((b for b in batches if b.batch.id == batch_id), None)
+        row = my_payout(found, me.id) if found is not None else None
+        if row is None:
+            raise NotFound("payout batch not found", field="batch")
+        statements = [
+            ser.statement_out(x)
+            for x in batch_statements(money_uow(), batch_id)
+            if x.partner_id == me.id
+        ]
+        return {**row.model_dump(), "statements": statements}
+
+    # --- targets and caps ----------------------------------------------------------------------
+    def caps_uow() -> SqlCapsUnitOfWork:
+        return SqlCapsUnitOfWork(svc.engine, svc.clock)
+
+    @router.get("/targets", response_model=list[s.TargetProgressOut])
+    def targets(key: ApiKey = partner_key) -> Any:
+        """This partner's targets in force and the progress towards each."""
+        me = own_partner(ctx, key)
+        found = target_progress(caps_uow(), svc.clock, me.program_id, partner_id=me.id)
+        return [
+            {"target": ser.target_out(x.target), "progress": ser.progress_out(x.progress)}
+            for x in found
+        ]
+
+    @router.get("/caps", response_model=s.MyCapsOut)
+    def caps(key: ApiKey = partner_key) -> Any:
+        """The caps that name this partner, their usage now, and every change with its
+        reason (program-wide caps are the manager's business, another partner's never
+        shows)."""
+        me = own_partner(ctx, key)
+        currency = _currency(me.program_id)
+        counter = ctx.cap_counter()
+        usages = [
+            u
+            for u in cap_usage(caps_uow(), counter, svc.clock, me.program_id, partner_id=me.id)
+            if u.cap.scope.partner_id == me.id
+        ]
+        history = cap_history(caps_uow(), me.program_id, partner_id=me.id)
+        changes = [
+            ser.cap_change_out(ch, rule)
+            for ch, rule in reversed(history)
+            if rule.scope.partner_id == me.id
+        ]
+        return {"caps": [ser.cap_usage_out(u, currency) for u in usages], "changes": changes}
+
+    def _currency(program_id: int) -> str:
+        with svc.engine.connect() as conn:
+            value = conn.execute(
+                t.programs.select()
+                .with_only_columns(t.programs.c.currency)
+                .where(t.programs.c.id == program_id)
+            ).scalar_one()
+        return str(value)
+
+    # --- terms and creatives -------------------------------------------------------------------
+    @router.get("/terms", response_model=list[s.MyTermsOut])
+    def terms(key: ApiKey = partner_key) -> Any:
+        """The current terms and guidelines, and whether this partner accepted each."""
+        me = own_partner(ctx, key)
+        with svc.engine.connect() as conn:
+            current = content.current_terms(conn, me.program_id)
+            pending = {d.id for d in content.pending_terms(conn, me.program_id, me.id)}
+        return [
+            s.MyTermsOut(
+                id=d.id,
+                kind=d.kind,
+                version=d.version,
+                title=d.title,
+                body=d.body,
+                created_at=d.created_at,
+                accepted=d.id not in pending,
+            )
+            for d in current
+        ]
+
+    @router.post("/terms/{document_id}/accept", response_model=s.AcceptedOut)
+    def accept_terms(document_id: IdPath, key: ApiKey = partner_key) -> Any:
+        """Accept a current document of this partner's program (an outdated version is
+        refused with 422; accepting twice changes nothing)."""
+        me = own_partner(ctx, key)
+        with svc.engine.begin() as conn:
+            newly = content.accept_terms(conn, me.program_id, me.id, document_id,
+                                         f"api:{key.prefix}:{key.name}"[:200], None,
+                                         svc.clock.now())  # fmt: skip
+        return {"document_id": document_id, "accepted": True, "newly": newly}
+
+    @router.get("/creatives", response_model=list[s.CreativeOut])
+    def creatives(key: ApiKey = partner_key) -> Any:
+        """Active banners, product images and social posts of the program."""
+        me = own_partner(ctx, key)
+        with svc.engine.connect() as conn:
+            found = content.creatives(conn, me.program_id, active_only=True)
+        return [s.CreativeOut.model_validate(c) for c in found]
 
     return router

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Row, Table, select
 
 from partnerflow.web.api.errors import ApiError
+
+T = TypeVar("T")
 
 
 def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> int:
+def decode_cursor(cursor: str | None, kind_wanted: str = "id") -> int:
     if not cursor:
         return 0
     try:
@@ -27,7 +29,7 @@ def decode_cursor(cursor: str | None) -> int:
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_cursor", "cursor is malformed", "cursor") from None
     kind, _, value = text.partition(":")
-    if kind != "id" or not value.isdigit() or len(value) > 12:
+    if kind != kind_wanted or not value.isdigit() or len(value) > 12:
         raise ApiError(400, "invalid_cursor", "cursor is malformed", "cursor")
     return int(value)
 
@@ -48,3 +50,14 @@ def page(
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+def page_items(items: Sequence[T], cursor: str | None, limit: int) -> tuple[list[T], str | None]:
+    """A page of a list a use case computed in full (caps, batches, progress): the cursor is
+    the offset, encoded like an id cursor. Such lists are short and ordered by the use
+    case, so an offset is stable enough between two requests."""
+    start = decode_cursor(cursor, "at")
+    chunk = list(items[start : start + limit])
+    more = start + limit < len(items)
+    token = base64.urlsafe_b64encode(f"at:{start + limit}".encode()).decode().rstrip("=")
+    return chunk, token if more else None

@@ -382,3 +382,591 @@ class UnsubscribedOut(Out):
     program_id: int
     partner_id: int
     unsubscribed: bool
+
+
+# --- commission plans and conversion explanations ------------------------------------------
+
+Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2200, 12, 31))]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
+Decimal32 = Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9.+\-eE]+$")]
+Plan = Annotated[
+    dict[Text200, object],
+    Field(description="the plan document (see docs/attribution-and-commissions.md)"),
+]
+
+
+class PlanIn(In):
+    offer_id: Id | None = Field(default=None, description="the offer's own plan; none: program")
+    plan: Plan
+
+
+class PlanVersionOut(Out):
+    version: int
+    effective_from: datetime
+    effective_to: datetime | None
+    rules: list[str] = Field(description="rule id (type)")
+    overrides: dict[str, list[str]] = Field(description="partner id -> rule ids")
+    bonuses: list[str]
+
+
+class PlanRevisionOut(Out):
+    program_id: int
+    scope: str = Field(description="'program' or 'offer:<id>'")
+    offer_id: int | None
+    revision: int
+    plan_id: str
+    currency: str
+    author: str
+    created_at: datetime
+    versions: list[PlanVersionOut]
+    document: dict[str, object]
+
+
+class PlanScopeOut(Out):
+    scope: str
+    offer_id: int | None
+    revision: int
+    plan_id: str
+    created_at: datetime
+
+
+class SimulateIn(In):
+    plan: Plan
+    date_from: Day
+    date_to: Day
+
+
+class PartnerDeltaOut(Out):
+    partner_id: int
+    conversions: int
+    current: str
+    proposed: str
+    delta: str
+
+
+class SimulationOut(Out):
+    program_id: int
+    date_from: date
+    date_to: date
+    currency: str
+    conversions: int
+    revenue: str
+    current_cost: str
+    proposed_cost: str
+    current_margin: str
+    proposed_margin: str
+    partners: list[PartnerDeltaOut]
+    notes: list[str]
+
+
+class RecomputedOut(Out):
+    amount: str | None
+    currency: str | None
+    source: str
+    plan_id: str | None
+    plan_version: int | None
+    rule_id: str | None
+    fx_rate: str | None
+    explanation: str
+
+
+class ExplanationOut(Out):
+    conversion_id: int
+    program_id: int
+    partner_id: int | None
+    order_id: str
+    status: str
+    amount: str
+    currency: str
+    refunded: str
+    attribution: list[str] = Field(description="which click or coupon, model and window")
+    booked: str | None = Field(description="the reason stored when the commission was booked")
+    recomputed: RecomputedOut | None = Field(description="priced again from the stored plans")
+    holds: list[str]
+    ledger: list[LedgerEntryOut]
+    pending: str
+    approved: str
+    net: str
+    lines: list[str] = Field(description="the whole explanation as readable text")
+
+
+# --- payouts and exchange rates ---------------------------------------------------------------
+
+
+class PayoutBuildIn(In):
+    program_id: Id
+    period_end: Day
+    minimums: Annotated[dict[Currency, Decimal32], Field(max_length=20)] = Field(
+        default_factory=dict, description="minimum payout per currency (default 50)"
+    )
+
+
+class PayoutLineOut(Out):
+    partner_id: int
+    amount: str
+    currency: str
+    payment_key: str
+
+
+class HeldLineOut(Out):
+    partner_id: int
+    amount: str
+    currency: str
+    reason: str
+
+
+class MoneyOut(Out):
+    amount: str
+    currency: str
+
+
+class PayoutBatchOut(Out):
+    id: str
+    program_id: int
+    period_start: date
+    period_end: date
+    status: str = Field(description="open, paid or superseded")
+    created_by: str
+    created_at: datetime
+    paid_by: str | None
+    paid_at: datetime | None
+    totals: list[MoneyOut]
+    lines: list[PayoutLineOut]
+    held: list[HeldLineOut]
+
+
+class StatementLineOut(Out):
+    at: datetime
+    kind: str
+    conversion_id: int | None
+    description: str
+    amount: str
+    balance: str
+
+
+class StatementOut(Out):
+    partner_id: int
+    currency: str
+    period_start: date
+    period_end: date
+    opening: str
+    closing: str
+    pending: str
+    lines: list[StatementLineOut]
+
+
+class PayoutDetailOut(PayoutBatchOut):
+    statements: list[StatementOut]
+
+
+class PayoutPaidOut(Out):
+    batch: PayoutBatchOut
+    already_paid: bool = Field(description="true: it was paid before; nothing was written now")
+    payments: int = Field(description="ledger payments written by this request")
+
+
+class RateRowIn(In):
+    valid_from: Day
+    source: Currency
+    target: Currency
+    rate: Decimal32
+
+
+class RatesIn(In):
+    rows: Annotated[list[RateRowIn], Field(min_length=1, max_length=10_000)]
+
+
+class RateOut(Out):
+    id: int
+    source: str
+    target: str
+    valid_from: date
+    rate: str
+    import_id: str
+    imported_at: datetime
+
+
+class RatesImportedOut(Out):
+    import_id: str
+    added: int
+    unchanged: int
+
+
+# --- caps, goals, targets, ad spend -----------------------------------------------------------
+
+
+class CapIn(In):
+    metric: Text200 = Field(description="clicks, conversions, revenue or payout")
+    limit: Decimal32
+    period: Text200 = Field(default="day", description="day, week, month or all_time")
+    offer_id: Id | None = None
+    partner_id: Id | None = None
+    mode: Text200 = Field(default="hard", description="hard (enforced) or soft (alerts only)")
+    alerts: Text200 = Field(default="90", description="alert thresholds in percent, e.g. 80,90")
+    adaptive_min: Decimal32 | None = None
+    adaptive_max: Decimal32 | None = None
+    adaptive_step_percent: Decimal32 | None = None
+    reason: Text200 = ""
+    force: bool = Field(default=False, description="allow a limit below current usage")
+
+
+class CapChangeIn(CapIn):
+    active: bool = Field(default=True, description="false retires the cap")
+
+
+class AdaptiveOut(Out):
+    min: str
+    max: str
+    max_step_percent: str
+
+
+class CapOut(Out):
+    id: int
+    program_id: int
+    offer_id: int | None
+    partner_id: int | None
+    scope: str
+    metric: str
+    period: str
+    limit: str
+    currency: str | None = Field(description="for revenue and payout caps")
+    mode: str
+    alerts: list[str]
+    adaptive: AdaptiveOut | None
+    active: bool
+
+
+class CapUsageOut(CapOut):
+    period_key: str
+    used: str
+    remaining: str
+    percent: str
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+class CapChangeOut(Out):
+    id: int
+    cap_id: int
+    partner_id: int | None
+    offer_id: int | None
+    at: datetime
+    actor: str
+    source: str
+    old_limit: str | None
+    new_limit: str
+    reason: str = Field(description="why the cap changed, in a sentence")
+
+
+class MyCapsOut(Out):
+    caps: list[CapUsageOut]
+    changes: list[CapChangeOut] = Field(description="newest first, with the reason of each")
+
+
+class GoalIn(In):
+    metric: Text200 = Field(description="sales, leads, revenue, clicks or impressions")
+    period: Text200 = "month"
+    target: Decimal32
+    period_key: Text200 | None = Field(default=None, description="one period only, e.g. 2026-03")
+
+
+class GoalOut(Out):
+    id: int
+    program_id: int
+    metric: str
+    period: str
+    period_key: str = Field(description="'*' = every period")
+    target: str
+
+
+class ProgressOut(Out):
+    metric: str
+    period_key: str
+    actual: str
+    target: str
+    percent: str
+    projected: str | None
+    met: bool
+    on_track: bool | None
+    closed: bool
+
+
+class GoalProgressOut(Out):
+    goal: GoalOut
+    progress: ProgressOut
+
+
+class TargetIn(In):
+    partner_id: Id
+    metric: Text200
+    period: Text200 = "month"
+    target: Decimal32 | None = None
+    growth_percent: Decimal32 | None = None
+    period_key: Text200 | None = None
+    bonus_id: Text200 | None = None
+
+
+class TargetOut(Out):
+    id: int
+    program_id: int
+    partner_id: int
+    metric: str
+    period: str
+    period_key: str
+    kind: str = Field(description="absolute or growth")
+    target: str | None
+    growth_percent: str | None
+    bonus_id: str | None
+    description: str
+
+
+class TargetProgressOut(Out):
+    target: TargetOut
+    progress: ProgressOut
+
+
+class SpendRowIn(In):
+    day: Day
+    channel: Text200
+    campaign: Text200
+    partner: Text200 | None = Field(default=None, description="partner id or e-mail")
+    amount: Decimal32
+    currency: Currency | None = None
+
+
+class SpendIn(In):
+    rows: Annotated[list[SpendRowIn], Field(min_length=1, max_length=10_000)]
+
+
+class SpendRecordedOut(Out):
+    imported: int
+
+
+class SpendKpisOut(Out):
+    key: str
+    spend: str
+    clicks: str
+    leads: str
+    sales: str
+    revenue: str
+    commissions: str
+    cpc: str | None
+    cpl: str | None
+    cpa: str | None
+    roas: str | None
+    profit: str
+
+
+class SpendReportOut(Out):
+    program_id: int
+    by: str
+    date_from: date
+    date_to: date
+    currency: str
+    rows: list[SpendKpisOut]
+
+
+class SuggestionOut(Out):
+    key: str
+    verdict: str = Field(description="scale, hold or cut")
+    budget_change_percent: str
+    reason: str
+    kpis: SpendKpisOut
+
+
+class SuggestionsOut(Out):
+    program_id: int
+    by: str
+    date_from: date
+    date_to: date
+    target_roas: str
+    suggestions: list[SuggestionOut]
+
+
+# --- fraud reviews ----------------------------------------------------------------------------
+
+
+class ReviewOut(Out):
+    id: int
+    program_id: int
+    partner_id: int | None
+    subject: str
+    subject_id: str
+    action: str
+    score: int
+    reasons: list[str]
+    status: str
+    reopened_from: int | None
+    created_by: str
+    created_at: datetime
+    decided_by: str | None
+    note: str | None
+    decided_at: datetime | None
+
+
+Note = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
+ReviewIds = Annotated[list[Id], Field(min_length=1, max_length=1000)]
+
+
+class ReviewDecisionIn(In):
+    ids: ReviewIds
+    decision: Text200 = Field(description="approve (clear the traffic) or reject (confirm)")
+    note: Note | None = None
+
+
+class ReviewReversalIn(In):
+    ids: ReviewIds
+    note: Note = Field(description="required: why the decision is taken back")
+
+
+class DecisionOut(Out):
+    review_id: int
+    status: str
+    effects: list[str]
+    reopened_as: int | None
+
+
+# --- segments ---------------------------------------------------------------------------------
+
+
+class PartnerSegmentOut(Out):
+    partner_id: int
+    name: str
+    segment: str
+    rule: str
+    reason: str
+    clicks: int
+    conversions: int
+    refunds: int
+    revenue: str
+    commission: str
+    previous_clicks: int
+    previous_conversions: int
+    previous_revenue: str
+    days_since_last_activity: int | None
+
+
+class PartnerSegmentsOut(Out):
+    program_id: int
+    as_of: datetime
+    period_days: int
+    currency: str
+    counts: dict[str, int]
+    partners: list[PartnerSegmentOut]
+
+
+class CustomerSegmentOut(Out):
+    name: str
+    description: str
+    customers: int
+    customer_share: str
+    revenue: str
+    revenue_share: str
+    clv_mean: str
+    clv_total: str
+    rfm_segments: dict[str, int]
+
+
+class CustomerOut(Out):
+    customer_id: str
+    segment: str
+    rfm_cell: str
+    rfm_segment: str
+    recency_days: int
+    frequency: int
+    monetary: str
+    clv: str
+
+
+class CustomerSegmentsOut(Out):
+    program_id: int
+    as_of: date
+    currency: str
+    customers: int
+    purchases: int
+    k: int
+    clv_method: str
+    clv_note: str
+    segments: list[CustomerSegmentOut]
+    members: list[CustomerOut] | None
+
+
+# --- announcements, terms, creatives ----------------------------------------------------------
+
+
+class AnnouncementListOut(Out):
+    id: int
+    program_id: int
+    kind: str
+    subject: str
+    body: str
+    segment: dict[str, object]
+    author: str
+    recipients: int
+    created_at: datetime
+
+
+class ThreadSummaryOut(Out):
+    partner_id: int
+    name: str
+    unread: int
+
+
+class TermsIn(In):
+    kind: Text200 = Field(description="terms or guidelines")
+    title: Text200
+    body: LongText
+
+
+class TermsOut(Out):
+    id: int
+    program_id: int
+    kind: str
+    version: int
+    title: str
+    body: str
+    created_by: str
+    created_at: datetime
+    accepted: int = Field(description="partners who accepted this version")
+
+
+class MyTermsOut(Out):
+    id: int
+    kind: str
+    version: int
+    title: str
+    body: str
+    created_at: datetime
+    accepted: bool
+
+
+class AcceptedOut(Out):
+    document_id: int
+    accepted: bool
+    newly: bool = Field(description="false when it had been accepted before (no change)")
+
+
+class CreativeOut(Out):
+    id: int
+    program_id: int
+    kind: str
+    title: str
+    text: str | None
+    content_type: str | None
+    size: int
+    is_active: bool
+    created_at: datetime
+
+
+class MyPayoutOut(Out):
+    batch_id: str
+    period_start: date
+    period_end: date
+    status: str
+    paid_at: datetime | None
+    line: PayoutLineOut | None = Field(description="what this batch pays you")
+    held: HeldLineOut | None = Field(description="what it holds back, and why")
+
+
+class MyPayoutDetailOut(MyPayoutOut):
+    statements: list[StatementOut]
