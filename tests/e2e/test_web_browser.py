@@ -4,8 +4,10 @@ Playwright drives Debian's Chromium (never a downloaded browser).
 Covers: log in as admin and as partner, the key pages (with the chart drawn), keyboard-only
 login, and the full flow — a partner builds a link, a browser follows it to the shop's
 landing page, the shop's server fires the postback, and the conversion shows up in the
-admin dashboard and in the partner's portal. With PARTNERFLOW_SCREENSHOTS=1 the main pages
-are saved to docs/screenshots/ (CI leaves them alone).
+admin dashboard and in the partner's portal. With PARTNERFLOW_SCREENSHOTS=1 one more test
+seeds the demo program (`partnerflow demo seed --clicks 50000`, then `partnerflow report
+refresh`), serves it with `partnerflow serve --demo`, and saves the main pages to
+docs/screenshots/ (CI leaves them alone).
 """
 
 from __future__ import annotations
@@ -73,6 +75,29 @@ class Server:
     shop: str
     world: WebWorld
     shop_link_code: str
+
+
+def _wait_for(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/login", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = log_path.read_text(errors="replace")
+            pytest.fail(f"server did not start:\n{out[-3000:]}")
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +192,8 @@ def browser() -> Iterator[Any]:
 
 
 def _shot(page: Any, name: str) -> None:
-    if SCREENSHOTS:
-        SHOT_DIR.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOT_DIR / f"{name}.png"), full_page=True)
+    SHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOT_DIR / f"{name}.png"), full_page=True)
 
 
 def _login(browser: Any, server: Server, email: str) -> Any:
@@ -189,19 +213,14 @@ def test_admin_pages_in_a_browser(browser: Any, server: Server) -> None:
     assert page.locator("h1").first.inner_text().startswith("acme program")
     # The vendored uPlot drew the chart (no CDN: the page only loads our own files).
     page.wait_for_selector("#chart .uplot canvas")
-    _shot(page, "admin-overview")
     page.click("text=Partners")
     page.wait_for_selector("table")
     assert page.locator("td a", has_text="Ann").count() == 1
-    _shot(page, "admin-partners")
     page.click("td a:text('Ann')")
     page.wait_for_selector("text=Earnings balance")
-    _shot(page, "admin-partner-detail")
     page.goto(f"{server.base}/admin/offers")
     assert "/postback?token=" in page.inner_text("pre")
-    _shot(page, "admin-offers")
     page.goto(f"{server.base}/admin/conversions")
-    _shot(page, "admin-conversions")
     page.context.close()
 
 
@@ -209,7 +228,6 @@ def test_login_works_with_the_keyboard_only(browser: Any, server: Server) -> Non
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{server.base}/login")
-    _shot(page, "login")
     # The e-mail field has the focus on arrival; the first Tab from the top of the page
     # reaches the skip link.
     assert page.evaluate("document.activeElement.id") == "email"
@@ -225,15 +243,12 @@ def test_link_to_conversion_flow_shows_in_both_dashboards(browser: Any, server: 
     partner = _login(browser, server, ANN)
     assert partner.url == f"{server.base}/portal"
     partner.wait_for_selector("#chart .uplot canvas")
-    _shot(partner, "portal-dashboard")
     partner.goto(f"{server.base}/portal/links")
-    _shot(partner, "portal-links")
     partner.get_by_role("link", name=server.shop_link_code).click()
     partner.fill("#sub1", "e2e-video")
     partner.click("text=Build link")
     generated = partner.input_value("#generated")
     assert generated == f"{server.base}/c/{server.shop_link_code}?sub1=e2e-video"
-    _shot(partner, "portal-link-generator")
 
     visitor = browser.new_context().new_page()
     visitor.goto(generated)
@@ -284,7 +299,6 @@ def test_new_admin_and_portal_pages_in_a_browser(browser: Any, server: Server) -
     ]:
         admin.goto(f"{server.base}{path}")
         assert admin.locator("h1").first.inner_text().startswith(heading), path
-        _shot(admin, "admin-" + path.rsplit("/", 1)[1])
     admin.goto(f"{server.base}/admin/terms")
     admin.fill("#title", "Program terms")
     admin.fill("#body", "# Terms\n- no brand bidding")
@@ -299,5 +313,105 @@ def test_new_admin_and_portal_pages_in_a_browser(browser: Any, server: Server) -
     for path in ["/portal/targets", "/portal/payouts", "/portal/messages", "/portal/creatives"]:
         partner.goto(f"{server.base}{path}")
         assert partner.locator("h1").count() == 1
-        _shot(partner, "portal-" + path.rsplit("/", 1)[1])
     partner.context.close()
+
+
+ADMIN_SHOTS = [
+    ("/admin", "admin-overview", "#chart .uplot canvas"),
+    ("/admin/partners", "admin-partners", "table"),
+    ("/admin/applications", "admin-applications", "h1"),
+    ("/admin/conversions", "admin-conversions", "table"),
+    ("/admin/fraud", "admin-fraud", "h1"),
+    ("/admin/payouts", "admin-payouts", "h1"),
+    ("/admin/reports", "admin-reports", "table"),
+    ("/admin/caps", "admin-caps", "h1"),
+    ("/admin/goals", "admin-goals", "h1"),
+    ("/admin/plans", "admin-plans", "h1"),
+    ("/admin/spend", "admin-spend", "h1"),
+    ("/admin/offers", "admin-offers", "h1"),
+    ("/admin/terms", "admin-terms", "h1"),
+    ("/admin/creatives", "admin-creatives", "h1"),
+    ("/admin/settings", "admin-settings", "h1"),
+]
+PORTAL_SHOTS = [
+    ("/portal", "portal-dashboard", "#chart .uplot canvas"),
+    ("/portal/links", "portal-links", "table"),
+    ("/portal/payouts", "portal-payouts", "h1"),
+    ("/portal/messages", "portal-messages", "h1"),
+    ("/portal/targets", "portal-targets", "h1"),
+    ("/portal/creatives", "portal-creatives", "h1"),
+]
+
+
+@pytest.mark.skipif(not SCREENSHOTS, reason="set PARTNERFLOW_SCREENSHOTS=1 to retake them")
+def test_screenshots_of_the_demo(browser: Any, tmp_path: Path) -> None:
+    """The README's screenshots, taken from the demo program the way an operator sees it."""
+    from partnerflow.demo.seed import DEMO_LOGINS
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PARTNERFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        "PARTNERFLOW_PUBLIC_BASE_URL": base,
+        "PARTNERFLOW_SPOOL_DIR": str(tmp_path / "spool"),
+        "PARTNERFLOW_DEMO": "1",
+    }
+    cli = [sys.executable, "-m", "partnerflow"]
+    for args in (["db", "upgrade"], ["demo", "seed", "--clicks", "50000"], ["report", "refresh"]):
+        done = subprocess.run([*cli, *args], env=env, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--demo"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for(base, proc, log_path)
+            logins = {login.role: login for login in DEMO_LOGINS}
+            for role, shots in (("admin", ADMIN_SHOTS), ("partner", PORTAL_SHOTS)):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                page = context.new_page()
+                page.goto(f"{base}/login")
+                if role == "admin":
+                    _shot(page, "login")
+                page.fill("#email", logins[role].email)
+                page.fill("#password", logins[role].password)
+                page.click("button[type=submit]")
+                page.wait_for_load_state()
+                for path, name, ready in shots:
+                    page.goto(f"{base}{path}")
+                    page.wait_for_selector(ready)
+                    if name == "admin-caps":
+                        # Through the form, as a manager would: a daily click cap.
+                        page.select_option("#cap_offer", index=1)
+                        page.select_option("#cap_metric", "clicks")
+                        page.fill("#cap_limit", "5000")
+                        page.fill("#cap_reason", "launch week: keep traffic within budget")
+                        page.click("text=Save cap")
+                        page.wait_for_load_state()
+                        shown = page.inner_text("main")
+                        assert "Done: cap saved" in shown, shown[:800]
+                    _shot(page, name)
+                    if name == "admin-partners":
+                        page.locator("td a").first.click()
+                        page.wait_for_selector("#chart .uplot canvas")
+                        _shot(page, "admin-partner-detail")
+                    if name == "admin-conversions":
+                        explained = page.locator("a[href^='/admin/conversions/']").first
+                        if explained.count():
+                            explained.click()
+                            page.wait_for_load_state()
+                            _shot(page, "admin-conversion-explanation")
+                    if name == "portal-links":
+                        page.locator("a[href^='/portal/links/']").first.click()
+                        page.fill("#sub1", "tiktok-video-42")
+                        page.click("text=Build link")
+                        page.wait_for_selector("#generated")
+                        _shot(page, "portal-link-generator")
+                context.close()
+        finally:
+            _stop(proc)

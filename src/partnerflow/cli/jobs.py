@@ -94,13 +94,28 @@ def _webhooks(svc: Services) -> Any:
     return webhooks.deliver(svc)
 
 
+def _rollups(svc: Services) -> Any:
+    from partnerflow.core.errors import Conflict
+    from partnerflow.storage.rollups import fold_new_events
+
+    try:
+        with svc.engine.connect() as conn:
+            return fold_new_events(conn, now=svc.clock.now())
+    except Conflict:
+        # Another process (a UI worker's background fold) claimed the same events first.
+        return {"skipped": "another process is folding"}
+
+
 #: In the order of one pass. Intervals: deliveries are frequent (a receiver waits for them,
 #: retries are due within seconds to minutes); approvals and adaptive caps move by days
-#: (lock periods, program-local days), so hourly is prompt enough and cheap.
+#: (lock periods, program-local days), so hourly is prompt enough and cheap. The rollup
+#: fold follows the jobs that change conversions (fraud holds, approvals) so a pass folds
+#: what they changed; every minute keeps the unfolded tail (read raw by pages) small.
 JOBS: tuple[Job, ...] = (
     Job("fraud-scan", 900, _fraud_scan, "queue fraud findings (holds, rejections, flags)"),
     Job("approvals", 3600, _approvals, "approve commissions past their lock period"),
     Job("adaptive-caps", 3600, _adaptive_caps, "recompute adaptive caps once per local day"),
+    Job("rollups", 60, _rollups, "fold new clicks, impressions and conversions into rollups"),
     Job("notices", 60, _notices, "cap, commission and terms notices to inbox and e-mail"),
     Job("outbox", 30, _outbox, "send due e-mails over SMTP"),
     Job("webhooks", 10, _webhooks, "deliver webhooks and partner postbacks"),

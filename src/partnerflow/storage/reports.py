@@ -82,7 +82,7 @@ def _bucket(conn: Connection, column: Column[Any]) -> ColumnElement[Any]:
     """Integer 15-minute UTC bucket number of a timestamp column."""
     if conn.dialect.name == "sqlite":
         # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text; strftime('%s') reads it as UTC.
-        return cast(func.strftime("%s", column), Integer) / BUCKET_SECONDS
+        return cast(func.strftime("%s", column), Integer) // BUCKET_SECONDS
     return func.floor(func.extract("epoch", column) / BUCKET_SECONDS)
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import jinja2
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -29,11 +30,38 @@ T = TypeVar("T")
 
 
 def money(value: Money | None) -> str:
-    return DASH if value is None else value.format()
+    """'1,234.50 EUR': rounded to the minor unit, with thousands separators (wide
+    numbers in narrow KPI cards and table cells stay readable)."""
+    if value is None:
+        return DASH
+    r = value.rounded()
+    return f"{r.amount:,.{value.minor_units}f} {value.currency}"
+
+
+def money_html(value: Money | None) -> Markup:
+    """`money` with the currency code set smaller (the figure is what a KPI card shows)."""
+    text = money(value)
+    figure, _, currency = text.partition(" ")
+    if not currency:
+        return Markup.escape(text)
+    return Markup('{}<span class="unit"> {}</span>').format(figure, currency)
 
 
 def pct(value: Decimal | None, places: int = 2) -> str:
     return DASH if value is None else f"{value:.{places}f}%"
+
+
+def ratio_pct(value: Decimal | None, places: int = 2) -> str:
+    """A ratio (0.0123) as a percentage ("1.23%"), the form `analytics.kpis` returns."""
+    return DASH if value is None else f"{value * 100:.{places}f}%"
+
+
+def amount(value: Decimal | None, currency: str, places: int = 2) -> str:
+    """A plain Decimal amount with its currency, rounded half-up for display only."""
+    if value is None:
+        return DASH
+    shown = value.quantize(Decimal(1).scaleb(-places), rounding="ROUND_HALF_UP")
+    return f"{shown:,} {currency}"
 
 
 def num(value: int | None) -> str:
@@ -57,9 +85,10 @@ def trend(
         return {"dir": "flat", "text": "no data"}
     if prev == 0:
         return {"dir": "up" if cur > 0 else "flat", "text": "new" if cur > 0 else "±0%"}
-    change = (cur - prev) * 100 / abs(prev)
+    # Rounded before the direction is taken, so a tiny change reads "±0.0%", not "▼ -0.0%".
+    change = ((cur - prev) * 100 / abs(prev)).quantize(Decimal("0.1"))
     direction = "up" if change > 0 else "down" if change < 0 else "flat"
-    return {"dir": direction, "text": f"{change:+.1f}%"}
+    return {"dir": direction, "text": f"{change:+.1f}%" if change else "±0.0%"}
 
 
 def local_time(value: datetime | None, tz: str = "UTC") -> str:
@@ -87,7 +116,15 @@ def make_templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(money=money, pct=pct, num=num, local_time=local_time)
+    env.filters.update(
+        money=money,
+        pct=pct,
+        num=num,
+        local_time=local_time,
+        ratio_pct=ratio_pct,
+        amount=amount,
+        money_html=money_html,
+    )
     env.globals.update(trend=trend, query=query)
     return Jinja2Templates(env=env)
 

@@ -30,11 +30,11 @@ async def test_admin_overview_shows_kpis_for_the_last_30_days(
     # 14 clicks; 4 conversions: 100 + 50 + 80 + 999 = 1229.00 EUR; 10% CPS commission.
     assert '<span class="value">14</span>' in html
     assert '<span class="value">4</span>' in html
-    assert "1229.00 EUR" in html
-    assert "122.90 EUR" in html
+    assert '1,229.00<span class="unit"> EUR</span>' in html
+    assert '122.90<span class="unit"> EUR</span>' in html
     # CR 4/14 = 28.57%, EPC 122.90 / 14 = 8.78
     assert "28.57%" in html
-    assert "8.78 EUR" in html
+    assert '8.78<span class="unit"> EUR</span>' in html
     assert 'id="chart-data"' in html
     # Top partners ranked by revenue: Bob (999) before Ann (230).
     assert html.index(">Bob<") < html.index(">Ann<")
@@ -102,7 +102,7 @@ async def test_portal_dashboard_shows_only_the_partners_own_numbers(
     response = await ann.get("/portal")
     assert response.status_code == 200
     html = response.text
-    assert "230.00 EUR" in html  # Ann's sales: 100 + 50 + 80
+    assert '230.00<span class="unit"> EUR</span>' in html  # Ann's sales: 100 + 50 + 80
     assert "999.00" not in html  # Bob's sale
     assert "BOB10" not in html and "bob-shop" not in html
     assert '<dt>Pending</dt><dd><span class="value">23.00 EUR</span>' in html

@@ -76,4 +76,7 @@ async def test_page_query_count_does_not_grow_with_rows(
     _grow(services, world, 12)
     many = await _count(login, queries, email, path)
     assert many == few
-    assert few <= 25
+    # A dashboard reads traffic from the rollups, the partial days at the period's edges and
+    # the unfolded tail (three statements per traffic figure, whatever the period): the
+    # bound is about that fixed cost, the equality above about N+1.
+    assert few <= 30

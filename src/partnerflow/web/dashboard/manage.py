@@ -22,12 +22,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from partnerflow.analytics.reports import build_report
+from partnerflow.analytics.reports import report_from_measures
 from partnerflow.attribution.services import explain_conversion
 from partnerflow.bootstrap import Services
-from partnerflow.caps.services import cap_history, goal_progress, list_caps, target_progress
 from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
-from partnerflow.core.ids import PartnerId, ProgramId
+from partnerflow.core.ids import PartnerId
 from partnerflow.fraud.identities import Identity
 from partnerflow.fraud.ports import ReviewFilter
 from partnerflow.fraud.screening import Application, ScreeningResult, screen_application
@@ -49,13 +48,12 @@ from partnerflow.storage import content
 from partnerflow.storage import fraud_queries as fq
 from partnerflow.storage import messages as msg
 from partnerflow.storage import tables as t
-from partnerflow.storage.caps import SqlCapsUnitOfWork
-from partnerflow.storage.catalog import SqlOffers, SqlPartners
+from partnerflow.storage import web_queries as q
+from partnerflow.storage.catalog import SqlPartners
 from partnerflow.storage.fraud_reviews import SqlFraudUnitOfWork
 from partnerflow.storage.payouts import SqlMoneyUnitOfWork
-from partnerflow.storage.plans import SqlPlans
-from partnerflow.storage.reports import Dimension, ReportQuery, labels, report_sums
-from partnerflow.storage.segment_queries import partner_period_features
+from partnerflow.storage.rollup_grain import ProgramFacts
+from partnerflow.storage.rollups import rollup_measures
 from partnerflow.web.auth.access import STAFF_ROLES, current_user, require
 from partnerflow.web.content import (
     CREATIVE_KINDS,
@@ -239,86 +237,6 @@ async def application_decide(request: Request) -> Response:
     return _done("/admin/applications", decision + "d")
 
 
-# Plans, caps, goals ----------------------------------------------------------------------
-
-
-def plans_data(conn: Connection, program: Program, _p: dict[str, str]) -> dict[str, Any]:
-    plans = SqlPlans(conn)
-    offers = {f"offer:{o.id}": o.name for o in SqlOffers(conn).list(program.id)}
-    scopes = []
-    for scope in plans.scopes(program.id):
-        scopes.append(
-            {
-                "scope": scope,
-                "label": offers.get(scope, "whole program" if scope == "program" else scope),
-                "revisions": plans.revisions(program.id, scope),
-            }
-        )
-    return {"scopes": scopes}
-
-
-@require(*STAFF_ROLES)
-async def plans(request: Request) -> Response:
-    return await _page(request, "dashboard/plans.html", plans_data)
-
-
-def caps_data(conn: Connection, program: Program, _p: dict[str, str]) -> dict[str, Any]:
-    return {}
-
-
-@require(*STAFF_ROLES)
-async def caps(request: Request) -> Response:
-    services = _services(request)
-
-    def run(conn: Connection) -> dict[str, Any]:
-        return _base(conn, dict(request.query_params))
-
-    data = await load(request, run)
-    program: Program | None = data["program"]
-    if program is not None:
-        uow = SqlCapsUnitOfWork(services.engine, services.clock)
-        rules = await _run(list_caps, uow, program.id)
-        history = await _run(
-            cap_history, SqlCapsUnitOfWork(services.engine, services.clock), program.id
-        )
-        data.update({"caps": rules, "history": list(reversed(history))[:200]})
-    return render(request, "dashboard/caps.html", data)
-
-
-@require(*STAFF_ROLES)
-async def goals(request: Request) -> Response:
-    services = _services(request)
-
-    def run(conn: Connection) -> dict[str, Any]:
-        data = _base(conn, dict(request.query_params))
-        if data["program"] is not None:
-            data["names"] = dict(
-                conn.execute(
-                    select(t.partners.c.id, t.partners.c.name).where(
-                        t.partners.c.program_id == data["program"].id
-                    )
-                ).all()
-            )
-        return data
-
-    data = await load(request, run)
-    program: Program | None = data["program"]
-    if program is not None:
-        data["goals"] = await _run(
-            goal_progress,
-            SqlCapsUnitOfWork(services.engine, services.clock),
-            services.clock,
-            program.id,
-        )
-        data["targets"] = await _run(
-            target_progress,
-            SqlCapsUnitOfWork(services.engine, services.clock),
-            services.clock,
-            program.id,
-        )
-    return render(request, "dashboard/goals.html", data)
-
-
 # Conversion explanation --------------------------------------------------------------------
 
 
@@ -467,30 +385,48 @@ def _day(value: str | None, default: date) -> date:
         raise InvalidInput("dates are YYYY-MM-DD", field="from") from None
 
 
+REPORT_DIMENSIONS = (
+    "partner",
+    "offer",
+    "link",
+    "day",
+    "week",
+    "month",
+    "country",
+    "device",
+    "channel",
+    "coupon",
+)
+
+
+REPORT_SORTS = ("key", "revenue", "clicks", "conversions", "commission", "epc")
+# Rows on the page (all of them with ?all=1, and always all in the CSV).
+REPORT_ROWS_SHOWN = 50
+
+
 def report_data(
     conn: Connection, program: Program, params: dict[str, str], today: date
 ) -> dict[str, Any]:
-    try:
-        dimension = Dimension(params.get("dimension", "partner"))
-    except ValueError:
-        dimension = Dimension.PARTNER
+    """A report from the daily rollups (plus the traffic not folded yet), the same
+    numbers as `partnerflow report`: bot clicks left out, conversions as of the last
+    fold (the background fold runs every ~30 s)."""
+    dimension = params.get("dimension", "partner")
+    if dimension not in REPORT_DIMENSIONS:
+        dimension = "partner"
     last = _day(params.get("to"), today)
     first = _day(params.get("from"), last - timedelta(days=29))
     if first > last or (last - first).days > MAX_REPORT_DAYS:
         raise InvalidInput(f"the period must be 1-{MAX_REPORT_DAYS} days", field="from")
-    query = ReportQuery(
-        ProgramId(program.id), program.currency, program.timezone, dimension, first, last
-    )
-    groups = report_sums(conn, query)
-    names = labels(conn, dimension, [g.key for g in groups])
-    report = build_report(
-        dimension=dimension.value,
+    facts = ProgramFacts(program.id, program.currency, program.timezone)
+    measures = rollup_measures(conn, facts, dimension, first, last)
+    report = report_from_measures(
+        dimension=dimension,
         currency=program.currency,
         timezone=program.timezone,
         first_day=first,
         last_day=last,
-        groups=groups,
-        names=names,
+        measures=measures,
+        names=q.report_labels(conn, dimension, list(measures)),
     )
     needle = (params.get("q") or "").strip().lower()[:100]
     try:
@@ -502,15 +438,27 @@ def report_data(
         for r in report.rows
         if (not needle or needle in r.label.lower()) and r.clicks >= min_clicks
     ]
+    sort = params.get("sort", "")
+    if sort not in REPORT_SORTS:
+        sort = "key" if dimension in ("day", "week", "month") else "revenue"
+    if sort != "key":
+        # Best first; ties by label so the order is stable.
+        rows.sort(key=lambda r: (-(getattr(r, sort) or 0), r.label))
+    shown = len(rows) if params.get("all") else REPORT_ROWS_SHOWN
     return {
         "report": report,
-        "rows": rows,
-        "dimension": dimension.value,
-        "dimensions": [d.value for d in Dimension],
+        "rows": rows[:shown],
+        "all_rows": rows,
+        "hidden": max(0, len(rows) - shown),
+        "sort": sort,
+        "sorts": REPORT_SORTS,
+        "dimension": dimension,
+        "dimensions": REPORT_DIMENSIONS,
         "first": first.isoformat(),
         "last": last.isoformat(),
         "q": needle,
         "min_clicks": min_clicks,
+        "folded_at": q.conversions_folded_at(conn),
     }
 
 
@@ -523,6 +471,7 @@ def report_csv(rows: list[Any]) -> str:
             "label",
             "clicks",
             "unique_clicks",
+            "impressions",
             "conversions",
             "refunds",
             "revenue",
@@ -541,12 +490,13 @@ def report_csv(rows: list[Any]) -> str:
                 label,
                 r.clicks,
                 r.unique_clicks,
+                r.impressions,
                 r.conversions,
                 r.refunds,
                 r.revenue,
                 r.commission,
-                r.conversion_rate or "",
-                r.epc or "",
+                "" if r.conversion_rate is None else r.conversion_rate,
+                "" if r.epc is None else r.epc,
             ]
         )
     return out.getvalue()
@@ -571,7 +521,7 @@ async def reports(request: Request) -> Response:
     if params.get("format") == "csv" and data["program"] is not None:
         name = f"report-{data['dimension']}-{data['first']}-{data['last']}.csv"
         return Response(
-            report_csv(data["rows"]),
+            report_csv(data["all_rows"]),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": f'attachment; filename="{name}"'},
         )
@@ -592,7 +542,8 @@ async def segments(request: Request) -> Response:
         program = data["program"]
         if program is None:
             return data
-        features = partner_period_features(conn, program.id, program.currency, now, 30)
+        scope = q.Scope(program.id, program.currency, program.timezone)
+        features = q.segment_features(conn, scope, now, 30)
         data["assignments"] = segment_partners(features, currency=program.currency)
         data["names"] = dict(
             conn.execute(
@@ -948,9 +899,6 @@ def routes() -> list[Route]:
     return [
         Route("/admin/applications", applications, methods=get),
         Route("/admin/applications/{partner_id:int}", application_decide, methods=post),
-        Route("/admin/plans", plans, methods=get),
-        Route("/admin/caps", caps, methods=get),
-        Route("/admin/goals", goals, methods=get),
         Route("/admin/conversions/{conversion_id:int}", conversion_detail, methods=get),
         Route("/admin/fraud", fraud, methods=get),
         Route("/admin/fraud/decide", fraud_decide, methods=post),

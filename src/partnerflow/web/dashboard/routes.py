@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection
@@ -29,7 +29,6 @@ from partnerflow.web.auth.access import STAFF_ROLES, current_user, require
 from partnerflow.web.rendering import load, render
 
 PERIOD_DAYS = 30
-ALL_TIME_START = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _int(value: str | None, default: int = 1) -> int:
@@ -71,13 +70,15 @@ def overview_data(conn: Connection, ref: str | None, now: datetime) -> dict[str,
     scope = _scope(program)
     current = q.Period.last_days(now, PERIOD_DAYS)
     previous = current.previous()
+    marks = q.read_marks(conn)
+    totals, points = q.summary(conn, scope, current, impressions=True, marks=marks)
     return {
         "program": program,
         "programs": programs,
-        "current": q.totals(conn, scope, current),
-        "previous": q.totals(conn, scope, previous, unique=False),
-        "series": q.series_for_chart(q.daily_series(conn, scope, current)),
-        "top": q.top_partners(conn, scope, current, limit=10),
+        "current": totals,
+        "previous": q.totals(conn, scope, previous, marks=marks),
+        "series": q.series_for_chart(points),
+        "top": q.top_partners(conn, scope, current, limit=10, marks=marks),
         "status_counts": q.status_counts(conn, program.id),
         "flagged": q.flagged_conversions(conn, scope, current),
         "period_days": PERIOD_DAYS,
@@ -154,19 +155,21 @@ def partner_detail_data(conn: Connection, partner_id: int, now: datetime) -> Par
     current = q.Period.last_days(now, PERIOD_DAYS)
     conversions, _ = q.conversions_page(conn, scope, size=20)
     audit, _ = q.audit_page(conn, entity_type="partner", entity_id=str(row.id), size=20)
+    marks = q.read_marks(conn)
+    totals, points = q.summary(conn, scope, current, marks=marks)
     return PartnerDetail(
         program=program,
         partner=row,
-        current=q.totals(conn, scope, current),
-        previous=q.totals(conn, scope, current.previous(), unique=False),
-        all_time=q.totals(conn, scope, q.Period(ALL_TIME_START, now), unique=False),
+        current=totals,
+        previous=q.totals(conn, scope, current.previous(), marks=marks),
+        all_time=q.totals(conn, scope, q.Period.until(now), marks=marks),
         balances=q.balances(conn, scope, row.id),
-        links=q.link_stats(conn, scope, current),
+        links=q.link_stats(conn, scope, current, marks=marks),
         coupons=q.coupon_stats(conn, scope, current),
         conversions=conversions,
         audit=audit,
         users=q.partner_users(conn, row.id),
-        series=q.series_for_chart(q.daily_series(conn, scope, current)),
+        series=q.series_for_chart(points),
     )
 
 

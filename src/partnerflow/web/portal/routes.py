@@ -81,13 +81,15 @@ def _now(request: Request) -> datetime:
 def dashboard_data(conn: Connection, partner_id: int, now: datetime) -> dict[str, Any]:
     me = _me(conn, partner_id)
     current = q.Period.last_days(now, PERIOD_DAYS)
+    marks = q.read_marks(conn)
+    totals, points = q.summary(conn, me.scope, current, impressions=True, marks=marks)
     return {
         "me": me,
-        "current": q.totals(conn, me.scope, current),
-        "previous": q.totals(conn, me.scope, current.previous(), unique=False),
+        "current": totals,
+        "previous": q.totals(conn, me.scope, current.previous(), marks=marks),
         "balances": q.balances(conn, me.scope, me.partner.id),
-        "series": q.series_for_chart(q.daily_series(conn, me.scope, current)),
-        "links": q.link_stats(conn, me.scope, current),
+        "series": q.series_for_chart(points),
+        "links": q.link_stats(conn, me.scope, current, marks=marks),
         "coupons": q.coupon_stats(conn, me.scope, current),
         "period_days": PERIOD_DAYS,
     }

@@ -15,13 +15,16 @@
     series: [
       {},
       { label: "Clicks", stroke: "#2453d6", width: 2, scale: "n" },
-      { label: "Conversions", stroke: "#137a3a", width: 2, scale: "n" },
+      { label: "Conversions", stroke: "#137a3a", width: 2, scale: "c" },
       { label: "Revenue", stroke: "#b45309", width: 2, scale: "m", value: function (u, v) { return money(v); } }
     ],
+    // Three scales: conversions are a few per hundred clicks, so on the clicks scale
+    // their line would lie flat on the axis. Each axis is drawn in its series' colour.
     axes: [
       {},
-      { scale: "n" },
-      { scale: "m", side: 1, grid: { show: false } }
+      { scale: "n", stroke: "#2453d6" },
+      { scale: "c", side: 1, stroke: "#137a3a", grid: { show: false }, size: 40 },
+      { scale: "m", side: 1, stroke: "#b45309", grid: { show: false }, size: 60 }
     ]
   };
   // Revenue arrives as exact decimal strings; the chart only needs to draw it.
