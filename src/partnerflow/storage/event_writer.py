@@ -35,33 +35,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Engine
 
+from partnerflow.caps.model import CapAlert, CapRule
+from partnerflow.commissions.ports import ProgramTerms
+from partnerflow.commissions.services import ConversionInput, Priced, commission_for_conversion
 from partnerflow.core.clock import Clock
 from partnerflow.core.currencies import MINOR_UNITS
 from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
+from partnerflow.core.events import (
+    COMMISSION_CREATED,
+    COMMISSION_REVERSED,
+    CONVERSION_CREATED,
+    CONVERSION_FLAGGED,
+    CONVERSION_REVERSED,
+    money_fields,
+    money_text,
+)
+from partnerflow.core.ids import ClickId, ConversionId, OfferId, PartnerId, ProgramId
 from partnerflow.core.money import Money
+from partnerflow.storage.caps import store_alerts
+from partnerflow.storage.ledger import txn_id_for
+from partnerflow.storage.outbox import (
+    commission_created_payload,
+    conversion_payload,
+    new_event_id,
+)
 from partnerflow.storage.spool import Spool, release_orphan, take_orphan
-from partnerflow.storage.tracking_lookup import ProgramInfo, TrackingLookup
-from partnerflow.tracking.model import AttributedBy, ConversionStatus
+from partnerflow.storage.tracking_caps import ConversionCapStore, Execute, conversion_verdict
+from partnerflow.storage.tracking_lookup import OfferInfo, ProgramInfo, TrackingLookup
+from partnerflow.storage.tracking_pricing import CursorFacts, PricingCache
+from partnerflow.tracking.conversions import (
+    ALLOWED,
+    CapVerdict,
+    ClickEvidence,
+    cap_reservation_id,
+    cap_revenue,
+    flags_text,
+    score_attributed,
+    score_flags,
+)
+from partnerflow.tracking.model import AttributedBy, Conversion, ConversionStatus
 from partnerflow.tracking.postbacks import (
+    EARNING_PARTNER_STATUSES,
     Postback,
     PostbackKind,
+    Reversal,
     Touch,
     attribute,
-    price,
     reversal_for,
 )
 
@@ -98,6 +132,15 @@ class _Batch:
         self.conversions: list[list[Any]] = []  # [postback, program, outcome, error]
         self.size = 0
         self.taken = False
+
+
+@dataclass(frozen=True, slots=True)
+class _ClickRow:
+    """The attributed click's details a conversion uses (score, country, sub-ids)."""
+
+    evidence: ClickEvidence
+    country: str | None
+    sub_ids: dict[str, str] = field(default_factory=dict)
 
 
 class _Rerun(Exception):
@@ -184,15 +227,30 @@ class EventWriter:
         spool_dir: Path,
         *,
         max_batch: int = 2000,
+        pricing: PricingCache | None = None,
+        cap_store: ConversionCapStore | None = None,
     ) -> None:
         self.engine = engine
         self.lookup = lookup
+        self.pricing = pricing or PricingCache(engine)
+        self.cap_store = cap_store or ConversionCapStore()
         self.clock = clock
         self.max_batch = max_batch
         self.spool = Spool(spool_dir)
         self.sql = _Sql(engine.dialect.name)
         self._click_sql = self.sql(_insert_sql("clicks", CLICK_COLUMNS, "id"))
         self._impression_sql = self.sql(_insert_sql("impressions", IMPRESSION_COLUMNS, "id"))
+        self._outbox_sql = self.sql(
+            "INSERT INTO outbox_events (event_id, event_type, program_id, partner_id, payload,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        # Per batch attempt (writer thread only): the attributed clicks read for the current
+        # conversion, cap alerts to store and Redis reservations to undo or release once
+        # the batch's fate is known.
+        self._clicks: dict[str, _ClickRow] = {}
+        self._alerts: list[tuple[CapAlert, CapRule]] = []
+        self._redis_reserved: list[str] = []
+        self._redis_releases: list[str] = []
         self._q: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending: dict[asyncio.AbstractEventLoop, _Batch] = {}
@@ -412,13 +470,46 @@ class EventWriter:
         """One transaction: the event rows, then each conversion; commit."""
         raw = self._connect()
         cur = self._begin(raw)
-        if clicks:
-            cur.executemany(self._click_sql, clicks)
-        if impressions:
-            cur.executemany(self._impression_sql, impressions)
-        for slot in conversions:
-            slot[2], slot[3] = self._one_conversion(cur, slot[0], slot[1], savepoints)
-        raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
+        self._alerts, self._redis_reserved, self._redis_releases = [], [], []
+        try:
+            if clicks:
+                cur.executemany(self._click_sql, clicks)
+            if impressions:
+                cur.executemany(self._impression_sql, impressions)
+            for slot in conversions:
+                slot[2], slot[3] = self._one_conversion(cur, slot[0], slot[1], savepoints)
+            raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
+        except BaseException:
+            # Nothing of this attempt committed: Redis reservations are given back (SQL
+            # ones went with the rollback).
+            self._undo_redis(self._redis_reserved)
+            raise
+        self._after_commit()
+
+    def _undo_redis(self, reservation_ids: list[str]) -> None:
+        redis = self.cap_store.redis
+        for rid in reservation_ids:
+            try:
+                if redis is not None:
+                    redis.release(rid)
+            except Exception:
+                log.exception("could not release cap reservation %s", rid)
+        reservation_ids.clear()
+
+    def _after_commit(self) -> None:
+        """Cap alerts and Redis releases, once the batch is durable (off the request path:
+        the requests are answered by `_settle` right after)."""
+        self._redis_reserved.clear()
+        if self._redis_releases:
+            self._undo_redis(self._redis_releases)
+        if self._alerts:
+            alerts, self._alerts = self._alerts, []
+            try:
+                store_alerts(
+                    self.engine, [(a, rule.metric) for a, rule in alerts], self.clock.now()
+                )
+            except Exception:
+                log.exception("could not store %d cap alerts", len(alerts))
 
     @staticmethod
     def _settle(batches: list[_Batch], error: BaseException | None) -> None:
@@ -493,6 +584,7 @@ class EventWriter:
         if savepoint:
             cur.execute("SAVEPOINT pf_conv")
         self._wrote = False
+        marks = (len(self._alerts), len(self._redis_reserved), len(self._redis_releases))
         try:
             if postback.kind is PostbackKind.CONVERSION:
                 outcome = self._convert(cur, postback, program)
@@ -510,6 +602,10 @@ class EventWriter:
                 log.exception("conversion %s failed", postback.order_id)
             cur.execute("ROLLBACK TO SAVEPOINT pf_conv")
             cur.execute("RELEASE SAVEPOINT pf_conv")
+            # What this conversion did outside the database goes with its savepoint.
+            del self._alerts[marks[0] :], self._redis_releases[marks[2] :]
+            self._undo_redis(self._redis_reserved[marks[1] :])
+            del self._redis_reserved[marks[1] :]
             return None, exc
         if savepoint:
             cur.execute("RELEASE SAVEPOINT pf_conv")
@@ -524,7 +620,8 @@ class EventWriter:
             return None
         cur.execute(
             self.sql(
-                "SELECT program_id, offer_id, partner_id, created_at FROM clicks WHERE id = ?"
+                "SELECT program_id, offer_id, partner_id, created_at, fraud_score, flags,"
+                " country, sub1, sub2, sub3, sub4, sub5 FROM clicks WHERE id = ?"
             ),
             (click_id,),
         )
@@ -532,7 +629,13 @@ class EventWriter:
         label = "click" if by is AttributedBy.CLICK_ID else "cookie click"
         if row is None:
             return Touch(by, -1, 0, 0, label=f"{label} {click_id} not found")
-        return Touch(by, row[0], row[1], row[2], click_id, _as_utc(row[3]), f"{label} {click_id}")
+        at = _as_utc(row[3])
+        self._clicks[click_id] = _ClickRow(
+            ClickEvidence(at, row[4], row[5]),
+            row[6],
+            {f"sub{i}": v for i, v in enumerate(row[7:12], start=1) if v is not None},
+        )
+        return Touch(by, row[0], row[1], row[2], click_id, at, f"{label} {click_id}")
 
     def _customer_touch(self, cur: Any, program_id: int, customer_id: str) -> Touch | None:
         cur.execute(
@@ -576,6 +679,7 @@ class EventWriter:
         now = self.clock.now()
         currency = pb.currency or program.currency
         sale = Money(pb.amount if pb.amount is not None else Decimal(0), currency)
+        self._clicks.clear()
         candidates = [
             self._click_touch(cur, pb.click_id, AttributedBy.CLICK_ID),
             self._click_touch(cur, pb.cookie_click_id, AttributedBy.COOKIE)
@@ -588,12 +692,14 @@ class EventWriter:
             candidates.append(self._customer_touch(cur, program.id, pb.customer_id))
             found = attribute(program.id, program.cookie_window_days, now, candidates)
         touch = found.touch
-        plan = None
-        partner_status = None
+        notes = [n for n in found.notes if n != "not attributed to a partner" or touch is None]
+        status = ConversionStatus.PENDING
+        priced: Priced | None = None
+        click = self._clicks.get(touch.click_id) if touch and touch.click_id else None
+        score = None
         if touch is not None:
             snapshot = self.lookup.snapshot
             offer = snapshot.offers.get(touch.offer_id)
-            plan = offer.commission_plan if offer is not None else None
             # From the snapshot (at most `ttl` seconds old, like the link's status): a
             # query per conversion would cost more than the rest of the conversion.
             partner_status = snapshot.partner_status.get(touch.partner_id)
@@ -601,18 +707,29 @@ class EventWriter:
                 cur.execute(sql("SELECT status FROM partners WHERE id = ?"), (touch.partner_id,))
                 row = cur.fetchone()
                 partner_status = row[0] if row else "unknown"
-        pricing = price(plan, program.currency, partner_status, pb.event_type, sale)
-        notes = [n for n in found.notes if n != "not attributed to a partner" or touch is None]
-        if touch is not None or pricing.commission is not None:
-            notes.append(pricing.note)
+            if partner_status not in EARNING_PARTNER_STATUSES:
+                status = ConversionStatus.REJECTED
+                notes.append("partner is not approved or active: no commission")
+            else:
+                priced = self._price(cur, program, touch, pb, sale, now, offer, click)
+                notes.append(priced.explanation)
+            score = score_attributed(now, click.evidence if click else None)
+        commission = priced.amount if priced is not None else None
+        flags = score_flags(score) if score is not None else None
+        flagged = bool(score is not None and score.flagged)
+        if flagged and score is not None:
+            notes.append(
+                f"fraud score {score.score} ({'; '.join(score.reasons)}): "
+                "the commission stays pending until reviewed"
+            )
         explanation = "; ".join(notes)
         self._wrote = True
         cur.execute(
             sql(
                 "INSERT INTO conversions (created_at, program_id, offer_id, partner_id, click_id,"
                 " order_id, event_type, amount_micros, currency, status, attributed_by,"
-                " customer_id, coupon_code, is_flagged, refunded_micros)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+                " customer_id, coupon_code, is_flagged, flags, refunded_micros)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
                 " ON CONFLICT (program_id, order_id) DO NOTHING RETURNING id"
             ),
             (
@@ -625,35 +742,180 @@ class EventWriter:
                 pb.event_type.value,
                 sale.to_micros(),
                 currency,
-                pricing.status.value,
+                status.value,
                 found.by.value,
                 pb.customer_id,
                 pb.coupon,
-                False,
+                flagged,
+                flags,
             ),
         )
         inserted = cur.fetchone()
         if inserted is None:
             return self._existing(cur, program, pb.order_id, "conversion")
         conversion_id = int(inserted[0])
-        if pricing.commission is not None and touch is not None:
+        if touch is not None and status is ConversionStatus.PENDING:
+            verdict = self._caps(cur, program, touch, pb, sale, priced, now)
+            if not verdict.allowed:
+                status = ConversionStatus.REJECTED
+                commission = None
+                flags = flags_text(flags, verdict.flag)
+                explanation = f"{explanation}; {verdict.reason}"
+                cur.execute(
+                    sql("UPDATE conversions SET status = ?, flags = ? WHERE id = ?"),
+                    (status.value, flags, conversion_id),
+                )
+        if commission is not None and touch is not None:
+            assert priced is not None
             self._ledger(
                 cur, now, program.id, touch.partner_id, conversion_id,
-                [("commission", "pending", pricing.commission.to_micros())],
-                pricing.commission.currency, explanation, _txn_id(f"c|{conversion_id}"),
+                [("commission", "pending", commission.to_micros())],
+                commission.currency, explanation, txn_id_for(f"commission:{conversion_id}"),
+                txn_key=f"commission:{conversion_id}", fx_rate=priced.fx_rate,
+                fx_rate_date=priced.fx_rate_date,
             )  # fmt: skip
+        conversion = Conversion(
+            id=ConversionId(conversion_id),
+            program_id=ProgramId(program.id),
+            offer_id=OfferId(touch.offer_id) if touch else None,
+            partner_id=PartnerId(touch.partner_id) if touch else None,
+            order_id=pb.order_id,
+            event_type=pb.event_type,
+            amount=sale.amount,
+            currency=currency,
+            status=status,
+            attributed_by=found.by,
+            created_at=now,
+            click_id=ClickId(touch.click_id) if touch and touch.click_id else None,
+            customer_id=pb.customer_id,
+            coupon_code=pb.coupon,
+        )
+        self._publish_created(
+            cur, now, conversion, commission, explanation, click.sub_ids if click else {},
+            flags if flagged else None,
+        )  # fmt: skip
         return ConversionOutcome(
             kind="conversion",
             conversion_id=conversion_id,
             order_id=pb.order_id,
             duplicate=False,
-            status=pricing.status.value,
+            status=status.value,
             attributed_by=found.by.value,
             partner_id=touch.partner_id if touch else None,
-            amount=str(pricing.commission.amount) if pricing.commission else None,
-            currency=pricing.commission.currency if pricing.commission else currency,
+            amount=str(commission.amount) if commission else None,
+            currency=commission.currency if commission else currency,
             explanation=explanation,
         )
+
+    def _price(
+        self,
+        cur: Any,
+        program: ProgramInfo,
+        touch: Touch,
+        pb: Postback,
+        sale: Money,
+        now: datetime,
+        offer: OfferInfo | None,
+        click: _ClickRow | None,
+    ) -> Priced:
+        """The commission engine, as `tracking.services.record_conversion` calls it."""
+        terms = ProgramTerms(
+            program.id, program.slug, program.currency, program.lock_period_days,
+            program.attribution_model, program.cookie_window_days,
+        )  # fmt: skip
+        return commission_for_conversion(
+            self.pricing.book(program.id),
+            CursorFacts(cur, self.sql, self.sql.ts).as_repository(),
+            self.pricing.rates(),
+            terms,
+            ConversionInput(
+                partner_id=touch.partner_id,
+                offer_id=touch.offer_id,
+                event_type=pb.event_type.value,
+                amount=sale,
+                at=now,
+                customer_id=pb.customer_id,
+                country=click.country if click else None,
+            ),
+            simple_plan=offer.commission_plan if offer is not None else None,
+        )
+
+    def _execute(self, cur: Any) -> Execute:
+        def execute(query: str, params: Sequence[Any]) -> list[Any]:
+            cur.execute(self.sql(query), tuple(params))
+            return list(cur.fetchall()) if cur.description is not None else []
+
+        return execute
+
+    def _caps(
+        self,
+        cur: Any,
+        program: ProgramInfo,
+        touch: Touch,
+        pb: Postback,
+        sale: Money,
+        priced: Priced | None,
+        now: datetime,
+    ) -> CapVerdict:
+        rules = self.lookup.snapshot.caps.get(program.id)
+        if not rules:
+            return ALLOWED
+        converted = priced.fx.converted.amount if priced and priced.fx else None
+        payout = priced.amount if priced and priced.amount else None
+        rid = cap_reservation_id(program.id, pb.order_id)
+        verdict = conversion_verdict(
+            self.cap_store, rules, self._execute(cur), self.sql.ts,
+            program_id=program.id, tz=program.timezone, offer_id=touch.offer_id,
+            partner_id=touch.partner_id, at=now,
+            revenue=cap_revenue(sale.amount, sale.currency, program.currency, converted),
+            payout=payout.amount if payout and payout.currency == program.currency else
+            Decimal(0),
+            reservation_id=rid, alerts=self._alerts,
+        )  # fmt: skip
+        if verdict.reserved and self.cap_store.redis is not None:
+            self._redis_reserved.append(rid)  # outside the transaction: undone by hand
+        return verdict
+
+    def _publish(self, cur: Any, now: datetime, events: list[tuple[str, dict[str, Any],
+                 int, int | None]]) -> None:  # fmt: skip
+        """Outbox rows in the conversion's transaction (see storage.outbox)."""
+        self._wrote = True
+        cur.executemany(
+            self._outbox_sql,
+            [
+                (new_event_id(), kind, program_id, partner_id,
+                 json.dumps(payload, separators=(",", ":")), self.sql.ts(now))
+                for kind, payload, program_id, partner_id in events
+            ],
+        )  # fmt: skip
+
+    def _publish_created(
+        self,
+        cur: Any,
+        now: datetime,
+        conversion: Conversion,
+        commission: Money | None,
+        explanation: str,
+        sub_ids: dict[str, str],
+        flags: str | None,
+    ) -> None:
+        pid, partner = conversion.program_id, conversion.partner_id
+        text = money_text(commission.amount) if commission is not None else None
+        events: list[tuple[str, dict[str, Any], int, int | None]] = [
+            (CONVERSION_CREATED, conversion_payload(conversion, text, explanation, sub_ids),
+             pid, partner),
+        ]  # fmt: skip
+        if commission is not None:
+            events.append(
+                (COMMISSION_CREATED, commission_created_payload(conversion, commission,
+                 explanation), pid, partner)
+            )  # fmt: skip
+        if flags is not None:
+            events.append(
+                (CONVERSION_FLAGGED, {"conversion": {**conversion_payload(conversion, text,
+                 explanation, sub_ids)["conversion"], "flags": flags}}, pid, partner)
+            )  # fmt: skip
+        self._publish(cur, now, events)
 
     def _existing(
         self, cur: Any, program: ProgramInfo, order_id: str, kind: str
@@ -692,17 +954,23 @@ class EventWriter:
         currency: str,
         reason: str,
         txn_id: str,
+        *,
+        txn_key: str | None = None,
+        fx_rate: Decimal | None = None,
+        fx_rate_date: date | None = None,
     ) -> None:
         self._wrote = True
         cur.executemany(
             self.sql(
-                "INSERT INTO commission_entries (txn_id, created_at, program_id, partner_id,"
-                " conversion_id, kind, bucket, amount_micros, currency, reason, author)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO commission_entries (txn_id, txn_key, created_at, program_id,"
+                " partner_id, conversion_id, kind, bucket, amount_micros, currency, reason,"
+                " author, fx_rate, fx_rate_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             [
-                (txn_id, self.sql.ts(now), program_id, partner_id, conversion_id, kind, bucket,
-                 micros, currency, reason[:2000], "system:postback")
+                (txn_id, txn_key, self.sql.ts(now), program_id, partner_id, conversion_id, kind,
+                 bucket, micros, currency, reason[:2000], "system:postback",
+                 str(fx_rate) if fx_rate is not None and kind == "commission" else None,
+                 fx_rate_date.isoformat() if fx_rate_date and kind == "commission" else None)
                 for kind, bucket, micros in entries
             ],
         )  # fmt: skip
@@ -712,14 +980,16 @@ class EventWriter:
         cur.execute(
             sql(
                 "SELECT id, amount_micros, currency, refunded_micros, partner_id, status,"
-                " attributed_by FROM conversions WHERE program_id = ? AND order_id = ?"
+                " attributed_by, offer_id, event_type, click_id, coupon_code, customer_id,"
+                " created_at FROM conversions WHERE program_id = ? AND order_id = ?"
             ),
             (program.id, pb.order_id),
         )
         row = cur.fetchone()
         if row is None:
             raise NotFound(f"order {pb.order_id} was never recorded", field="order_id")
-        conv_id, order_micros, currency, refunded, partner_id, status, attributed_by = row
+        conv_id, order_micros, currency, refunded, partner_id, status, attributed_by = row[:7]
+        row_facts = row
         if pb.currency and pb.currency != currency:
             raise InvalidInput(
                 f"refund currency {pb.currency} differs from the order's {currency}",
@@ -728,6 +998,7 @@ class EventWriter:
         refund_micros = Money(pb.amount, currency).to_micros() if pb.amount is not None else None
         key = pb.refund_id or f"{pb.kind.value}:{refund_micros if refund_micros else 'rest'}"
         txn_id = _txn_id(f"r|{conv_id}|{key}")
+        txn_key = f"reversal:{conv_id}:{key}"[:200]
         cur.execute(sql("SELECT COUNT(*) FROM commission_entries WHERE txn_id = ?"), (txn_id,))
         already = cur.fetchone()[0] > 0
         if already or (order_micros > 0 and refunded >= order_micros):
@@ -760,7 +1031,7 @@ class EventWriter:
             self._ledger(
                 cur, now, program.id, partner_id, conv_id,
                 [("reversal", bucket, micros) for bucket, micros in reversal.entries],
-                currency, reason, txn_id,
+                currency, reason, txn_id, txn_key=txn_key,
             )  # fmt: skip
         new_status = ConversionStatus.REVERSED.value if reversal.fully_refunded else status
         self._wrote = True
@@ -768,7 +1039,28 @@ class EventWriter:
             sql("UPDATE conversions SET refunded_micros = ?, status = ? WHERE id = ?"),
             (refunded + reversal.refund_micros, new_status, conv_id),
         )
+        if reversal.fully_refunded and program.id in self.lookup.snapshot.caps:
+            # A refunded conversion gives its cap capacity back (once: the reservation row
+            # or key is deleted by the first release).
+            rid = cap_reservation_id(program.id, pb.order_id)
+            if self.cap_store.redis is None:
+                self.cap_store.release(self._execute(cur), rid)
+            else:
+                self._redis_releases.append(rid)  # after the commit
         reversed_micros = -sum(m for _, m in reversal.entries)
+        self._publish_reversed(
+            cur,
+            now,
+            program.id,
+            row_facts,
+            new_status,
+            pb,
+            reversal,
+            refunded,
+            reversed_micros,
+            reason,
+            txn_key,
+        )
         return ConversionOutcome(
             kind=pb.kind.value,
             conversion_id=conv_id,
@@ -781,6 +1073,56 @@ class EventWriter:
             currency=currency,
             explanation=reason,
         )
+
+    def _publish_reversed(
+        self,
+        cur: Any,
+        now: datetime,
+        program_id: int,
+        row: Any,
+        new_status: str,
+        pb: Postback,
+        reversal: Reversal,
+        refunded_before: int,
+        reversed_micros: int,
+        reason: str,
+        txn_key: str,
+    ) -> None:
+        """`conversion.reversed` (and `commission.reversed` when money was taken back), the
+        same payloads as `commissions.services.reverse_conversion` publishes."""
+        conv_id, order_micros, currency, _, partner_id, _, attributed_by = row[:7]
+        offer_id, event_type, click_id, coupon_code, customer_id, created_at = row[7:13]
+        conversion = {
+            "id": conv_id, "program_id": program_id, "offer_id": offer_id,
+            "partner_id": partner_id, "order_id": pb.order_id, "event_type": event_type,
+            **_money(order_micros, currency), "status": new_status,
+            "attributed_by": attributed_by, "click_id": click_id, "coupon_code": coupon_code,
+            "customer_id": customer_id, "created_at": _as_utc(created_at).isoformat(),
+        }  # fmt: skip
+        taken_back = _money(reversed_micros, currency) if reversal.entries else None
+        events: list[tuple[str, dict[str, Any], int, int | None]] = []
+        if taken_back is not None and partner_id is not None:
+            events.append((COMMISSION_REVERSED, {"commission": {
+                "txn_id": txn_key, "kind": "reversal", "program_id": program_id,
+                "partner_id": partner_id, "conversion_id": conv_id, **taken_back,
+                "reason": reason, "author": "system:postback", "created_at": now.isoformat(),
+            }}, program_id, partner_id))  # fmt: skip
+        events.append((CONVERSION_REVERSED, {
+            "conversion": conversion,
+            "reversal": {
+                "kind": pb.kind.value,
+                "refund": _money(reversal.refund_micros, currency),
+                "refunded_total": _money(refunded_before + reversal.refund_micros, currency),
+                "fully_refunded": reversal.fully_refunded,
+                "commission_reversed": taken_back,
+                "reason": reason,
+            },
+        }, program_id, partner_id))  # fmt: skip
+        self._publish(cur, now, events)
+
+
+def _money(micros: int, currency: str) -> dict[str, str]:
+    return money_fields(Money.from_micros(micros, currency))
 
 
 def _fields(outcome: ConversionOutcome) -> dict[str, Any]:

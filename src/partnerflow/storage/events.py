@@ -35,6 +35,8 @@ def _click(row: Row[Any]) -> Click:
         device=row.device,
         is_unique=row.is_unique,
         is_bot=row.is_bot,
+        fraud_score=int(row.fraud_score or 0),
+        flags=row.flags,
     )
 
 
@@ -63,6 +65,8 @@ def _conversion(row: Row[Any]) -> Conversion:
         click_id=ClickId(row.click_id) if row.click_id else None,
         customer_id=row.customer_id,
         coupon_code=row.coupon_code,
+        is_flagged=bool(row.is_flagged),
+        flags=row.flags,
     )
 
 
@@ -99,7 +103,8 @@ class SqlConversions:
             "attributed_by": conversion.attributed_by.value,
             "customer_id": conversion.customer_id,
             "coupon_code": conversion.coupon_code,
-            "is_flagged": False,
+            "is_flagged": conversion.is_flagged,
+            "flags": conversion.flags,
         }
         new_id = self.conn.execute(
             t.conversions.insert().values(values).returning(t.conversions.c.id)

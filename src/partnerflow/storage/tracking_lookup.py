@@ -1,5 +1,6 @@
 """In-memory snapshot of what the tracker reads on every request: links (with their offer,
-partner and program), programs by postback token, coupons, offers and partner statuses.
+partner and program), programs by postback token, coupons, offers, partner statuses and the
+active caps of each program (so a program without caps costs one dict lookup per click).
 
 The hot path must not wait on the database to find a link, so the whole (small) catalogue
 is loaded into dicts and reloaded every `ttl` seconds by a background thread. A code or
@@ -14,12 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from partnerflow.caps.model import CapRule
 from partnerflow.storage import tables as t
+from partnerflow.storage.caps import SqlCaps
 from partnerflow.tracking.clicks import LinkTarget
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,10 @@ class ProgramInfo:
     cookie_window_days: int
     postback_token: str
     fallback_url: str | None
+    slug: str = ""
+    timezone: str = "UTC"
+    lock_period_days: int = 30
+    attribution_model: str = "last_click"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +70,21 @@ class Snapshot:
     offers: dict[int, OfferInfo]
     partner_status: dict[int, str]
     coupons: dict[tuple[int, str], CouponInfo]
+    # Active caps by program id, then cap id; a program without caps is absent.
+    caps: dict[int, dict[int, CapRule]] = field(default_factory=dict)
 
 
 def _program(row: Any) -> ProgramInfo:
     return ProgramInfo(
-        row.id, row.currency, row.cookie_window_days, row.postback_token, row.fallback_url
+        row.id,
+        row.currency,
+        row.cookie_window_days,
+        row.postback_token,
+        row.fallback_url,
+        row.slug,
+        row.timezone,
+        row.lock_period_days,
+        row.attribution_model,
     )
 
 
@@ -125,6 +142,9 @@ def load_snapshot(engine: Engine) -> Snapshot:
             (r.program_id, r.code): CouponInfo(r.program_id, r.code, r.offer_id, r.partner_id)
             for r in conn.execute(select(t.coupon_codes))
         }
+        caps: dict[int, dict[int, CapRule]] = {}
+        for rule in SqlCaps(conn).list():
+            caps.setdefault(rule.program_id, {})[rule.id] = rule
     return Snapshot(
         links=links,
         programs_by_token={p.postback_token: p for p in programs.values()},
@@ -132,6 +152,7 @@ def load_snapshot(engine: Engine) -> Snapshot:
         offers=offers,
         partner_status=partner_status,
         coupons=coupons,
+        caps=caps,
     )
 
 

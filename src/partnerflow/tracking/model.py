@@ -79,6 +79,8 @@ class Click:
     device: str | None = None
     is_unique: bool = True
     is_bot: bool = False
+    fraud_score: int = 0  # fraud.scoring.score_click at the click (0 clean .. 100)
+    flags: str | None = None  # short codes: dropped parameters and the score's signals
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +99,5 @@ class Conversion:
     click_id: ClickId | None = None
     customer_id: str | None = None
     coupon_code: str | None = None
+    is_flagged: bool = False  # fraud: the commission stays pending until reviewed
+    flags: str | None = None  # short codes: fraud signals, `cap:<id>` when over a hard cap

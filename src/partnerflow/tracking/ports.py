@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import Protocol, Self
 
 from partnerflow.commissions.model import LedgerEntry
+from partnerflow.commissions.ports import ConversionFactsRepository, PlanRepository, RateRepository
 from partnerflow.core.audit import AuditLog
 from partnerflow.core.ids import ClickId, PartnerId, ProgramId
 from partnerflow.partners.ports import PartnerRepository
 from partnerflow.programs.ports import OfferRepository, ProgramRepository
+from partnerflow.tracking.conversions import CapVerdict
 from partnerflow.tracking.model import Click, Conversion, Coupon, TrackingLink
 
 
@@ -43,6 +47,29 @@ class LedgerRepository(Protocol):
     def for_partner(self, partner_id: PartnerId) -> list[LedgerEntry]: ...
 
 
+class ConversionCaps(Protocol):
+    """Hard and soft caps on conversions, in the unit of work's transaction where the store
+    allows it (SQL), so a refused conversion and its counters commit together."""
+
+    def reserve(
+        self,
+        *,
+        program_id: int,
+        offer_id: int | None,
+        partner_id: int | None,
+        at: datetime,
+        revenue: Decimal,
+        payout: Decimal,
+        reservation_id: str,
+    ) -> CapVerdict:
+        """Reserve the conversion's share of every matching cap (all or none)."""
+        ...
+
+    def release(self, reservation_id: str) -> bool:
+        """Give a conversion's reservation back (refund, rejection); True the first time."""
+        ...
+
+
 class TrackingUnitOfWork(Protocol):
     @property
     def programs(self) -> ProgramRepository: ...
@@ -62,6 +89,15 @@ class TrackingUnitOfWork(Protocol):
     def ledger(self) -> LedgerRepository: ...
     @property
     def audit(self) -> AuditLog: ...
+    # Pricing goes through the commission engine (versioned plans, stored rates).
+    @property
+    def plans(self) -> PlanRepository: ...
+    @property
+    def facts(self) -> ConversionFactsRepository: ...
+    @property
+    def rates(self) -> RateRepository: ...
+    @property
+    def conversion_caps(self) -> ConversionCaps: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -1,8 +1,12 @@
 """Tracking use cases on the admin side (links, coupons) and conversion recording.
 
 `record_conversion` is the whole postback rule in one transaction: find the program by its
-postback token, attribute (click id, then coupon), refuse duplicates by order id, compute
-the commission from the offer's plan and append the pending ledger entry.
+postback token, attribute (click id, then coupon), refuse duplicates by order id, price it
+with the commission engine (the versioned plan in force, else the offer's simple plan;
+order values in another currency converted with the stored rate), score it for fraud
+(a flagged conversion's commission stays pending), reserve it against the program's caps
+(over a hard cap: recorded, rejected, no commission) and append the pending ledger entry.
+The tracker's batched writer applies the same rules (`tracking.conversions`).
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 
 from partnerflow.commissions.model import EntryKind, LedgerBucket, LedgerEntry
-from partnerflow.commissions.rules import commission_for, describe_plan, parse_plan
+from partnerflow.commissions.ports import ProgramTerms
+from partnerflow.commissions.services import ConversionInput, Priced, commission_for_conversion
 from partnerflow.core.clock import Clock
 from partnerflow.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from partnerflow.core.ids import (
@@ -26,9 +32,19 @@ from partnerflow.core.ids import (
 )
 from partnerflow.core.money import Money, check_currency, parse_amount
 from partnerflow.partners.rules import EARNING_STATUSES
+from partnerflow.programs.model import Program
+from partnerflow.tracking.conversions import (
+    ClickEvidence,
+    cap_reservation_id,
+    cap_revenue,
+    flags_text,
+    score_attributed,
+    score_flags,
+)
 from partnerflow.tracking.model import (
     SUB_ID_KEYS,
     AttributedBy,
+    Click,
     Conversion,
     ConversionStatus,
     Coupon,
@@ -150,6 +166,17 @@ class ConversionRecorded:
     explanation: str
 
 
+def _terms(program: Program) -> ProgramTerms:
+    return ProgramTerms(
+        program.id,
+        program.slug,
+        program.currency,
+        program.lock_period_days,
+        str(program.attribution_model),
+        program.cookie_window_days,
+    )
+
+
 def record_conversion(
     uow: TrackingUnitOfWork, clock: Clock, cmd: RecordConversion
 ) -> ConversionRecorded:
@@ -182,6 +209,7 @@ def record_conversion(
         click_id: ClickId | None = None
         attributed_by = AttributedBy.NONE
         notes: list[str] = []
+        click: Click | None = None
         if cmd.click_id:
             click = uow.clicks.get(ClickId(cmd.click_id))
             window = timedelta(days=program.cookie_window_days)
@@ -204,7 +232,10 @@ def record_conversion(
                 notes.append(f"coupon {coupon_code}")
 
         commission: Money | None = None
+        priced: Priced | None = None
         status = ConversionStatus.PENDING
+        flags: str | None = None
+        flagged = False
         if partner_id is not None and offer_id is not None:
             partner = uow.partners.get(partner_id)
             offer = uow.offers.get(offer_id)
@@ -212,15 +243,58 @@ def record_conversion(
                 status = ConversionStatus.REJECTED
                 notes.append("partner is not approved or active: no commission")
             else:
-                plan = parse_plan(offer.commission_plan, program.currency)
-                result = commission_for(plan, event_type.value, Money(amount, currency))
-                if result is None:
-                    notes.append(f"{describe_plan(plan)} does not pay for {event_type.value}")
-                else:
-                    commission = result.amount
-                    notes.append(f"{describe_plan(plan)}: {result.explanation}")
+                # The one pricing path (the tracker's writer calls it the same way).
+                priced = commission_for_conversion(
+                    uow.plans,
+                    uow.facts,
+                    uow.rates,
+                    _terms(program),
+                    ConversionInput(
+                        partner_id=partner_id,
+                        offer_id=offer_id,
+                        event_type=event_type.value,
+                        amount=Money(amount, currency),
+                        at=now,
+                        customer_id=cmd.customer_id,
+                        country=click.country if click is not None else None,
+                    ),
+                    simple_plan=offer.commission_plan,
+                )
+                commission = priced.amount
+                notes.append(priced.explanation)
+            evidence = (
+                ClickEvidence(click.created_at, click.fraud_score, click.flags)
+                if click is not None and attributed_by is AttributedBy.CLICK_ID
+                else None
+            )
+            score = score_attributed(now, evidence)
+            flags, flagged = score_flags(score), score.flagged
+            if flagged:
+                notes.append(
+                    f"fraud score {score.score} ({'; '.join(score.reasons)}): "
+                    "the commission stays pending until reviewed"
+                )
         else:
             notes.append("not attributed to a partner")
+
+        if partner_id is not None and status is ConversionStatus.PENDING:
+            converted = priced.fx.converted.amount if priced and priced.fx else None
+            verdict = uow.conversion_caps.reserve(
+                program_id=program.id,
+                offer_id=offer_id,
+                partner_id=partner_id,
+                at=now,
+                revenue=cap_revenue(amount, currency, program.currency, converted),
+                payout=commission.amount
+                if commission is not None and commission.currency == program.currency
+                else Decimal(0),
+                reservation_id=cap_reservation_id(program.id, order_id),
+            )
+            if not verdict.allowed:
+                status = ConversionStatus.REJECTED
+                commission = None
+                flags = flags_text(flags, verdict.flag)
+                notes.append(verdict.reason or "over a hard cap: not payable")
 
         conversion = uow.conversions.add(
             Conversion(
@@ -238,10 +312,13 @@ def record_conversion(
                 click_id=click_id,
                 customer_id=cmd.customer_id,
                 coupon_code=coupon_code,
+                is_flagged=flagged,
+                flags=flags,
             )
         )
         explanation = "; ".join(notes)
         if commission is not None and partner_id is not None:
+            key = f"commission:{conversion.id}"
             uow.ledger.append(
                 [
                     LedgerEntry(
@@ -255,8 +332,11 @@ def record_conversion(
                         reason=explanation,
                         author="system:postback",
                         created_at=now,
+                        txn_key=key,
+                        fx_rate=priced.fx_rate if priced else None,
+                        fx_rate_date=priced.fx_rate_date if priced else None,
                     )
                 ],
-                txn_id=secrets.token_hex(8),
+                txn_id=key,
             )
     return ConversionRecorded(conversion, False, commission, explanation)

@@ -26,12 +26,19 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from partnerflow.bootstrap import Services
+from partnerflow.caps.model import CapDecision
 from partnerflow.core.errors import Forbidden, InvalidInput, NotFound, PartnerflowError
 from partnerflow.core.ids import is_click_id
-from partnerflow.fraud.bots import classify_user_agent
+from partnerflow.fraud.bots import BotVerdict, classify_user_agent
 from partnerflow.fraud.bots import warm_up as warm_up_bots
+from partnerflow.fraud.networks import IpVerdict, classify_ip
+from partnerflow.fraud.networks import warm_up as warm_up_networks
+from partnerflow.fraud.scoring import DEFAULT_CLICK_POLICY, score_click
+from partnerflow.fraud.signals import AD_CLICK_IDS, ClickFacts, SignalCode
+from partnerflow.storage.caps import store_alerts
 from partnerflow.storage.counters import make_counters
 from partnerflow.storage.event_writer import EventWriter
+from partnerflow.storage.tracking_caps import ClickCaps
 from partnerflow.storage.tracking_lookup import ProgramInfo, TrackingLookup
 from partnerflow.tracking import devices, geo
 from partnerflow.tracking.clicks import (
@@ -62,8 +69,7 @@ NO_STORE = ("cache-control", "no-store, max-age=0")
 JSON_TYPE = ("content-type", "application/json")
 GIF_HEADERS: Headers = [("content-type", "image/gif"), NO_STORE]
 VISITOR_MAX_AGE = 365 * 86_400
-VELOCITY_WINDOW = 60
-VELOCITY_FLAG_AT = 60  # clicks per minute from one IP before the click is flagged
+VELOCITY_WINDOW = 60  # the click score's velocity counts are per minute
 MAX_UA = 1024
 MAX_REFERRER = 2048
 MAX_PLANS = 100_000
@@ -147,7 +153,7 @@ class _Agent:
     text: str | None  # cleaned, clipped: what is stored
     fingerprint: str  # crc32 of the agent, for the IP + agent dedupe key
     bot: bool
-    bot_flag: str | None
+    verdict: BotVerdict
     device: str | None
     os: str | None
     browser: str | None
@@ -161,11 +167,66 @@ def _agent(raw: str | None) -> _Agent:
     text = _clean(raw, MAX_UA)
     verdict = classify_user_agent(text)
     device = devices.describe_device(text)
-    flag = f"bot:{verdict.reason}"[:120] if verdict.bot and verdict.reason else None
     return _Agent(
-        text, str(zlib.crc32((text or "").encode())), verdict.bot, flag,
+        text, str(zlib.crc32((text or "").encode())), verdict.bot, verdict,
         device.device, device.os, device.browser,
     )  # fmt: skip
+
+
+_AD_KEYS: frozenset[str] = frozenset(AD_CLICK_IDS)
+_NO_IDS: frozenset[str] = frozenset()
+# (id(agent verdict), id(IP verdict), threshold bits, ad click ids) -> (score, codes, the two
+# verdicts). Keyed by identity: the verdicts come from per-agent / per-IP caches, and the
+# dataclasses' own __hash__/__eq__ (Python code, a tuple each) cost more than the scoring
+# they would save; the stored verdicts are checked with `is`, so a recycled id never hits.
+_RISK: dict[tuple[int, int, int, frozenset[str]], tuple[int, str | None, object, object]] = {}
+_POLICY = DEFAULT_CLICK_POLICY
+
+
+def _risk_bits(by_ip: int, by_visitor: int, by_partner: int, seen: bool, referrer: bool) -> int:
+    """The click's counters reduced to which thresholds they pass: the score and its codes
+    depend on nothing else, so they can be cached."""
+    p = _POLICY
+    return (
+        (by_ip > p.max_clicks_per_minute_ip)
+        | (by_visitor > p.max_clicks_per_minute_visitor) << 1
+        | (by_partner > p.max_clicks_per_minute_partner) << 2
+        | seen << 3
+        | (not referrer) << 4
+    )
+
+
+def _click_risk(
+    verdict: BotVerdict, ip: IpVerdict, bits: int, ad_ids: frozenset[str]
+) -> tuple[int, str | None]:
+    """`fraud.scoring.score_click` and its short codes, cached by everything they depend on
+    (a few hundred distinct keys in real traffic): one dict lookup instead of ~3 µs."""
+    key = (id(verdict), id(ip), bits, ad_ids)
+    hit = _RISK.get(key)
+    if hit is not None and hit[2] is verdict and hit[3] is ip:
+        return hit[0], hit[1]
+    p = _POLICY
+    # Counts just over or well under each threshold: only the side matters to the score.
+    facts = ClickFacts(
+        user_agent=verdict,
+        ip=ip,
+        referrer_present=not bits & 16,
+        clicks_last_minute_ip=p.max_clicks_per_minute_ip + 1 if bits & 1 else 1,
+        clicks_last_minute_visitor=p.max_clicks_per_minute_visitor + 1 if bits & 2 else 1,
+        clicks_last_minute_partner=p.max_clicks_per_minute_partner + 1 if bits & 4 else 1,
+        duplicate=bool(bits & 8),
+        ad_click_ids=ad_ids,
+    )
+    score = score_click(facts, _POLICY)
+    codes = sorted(
+        f"{c}:{':'.join(sorted(ad_ids))}" if c is SignalCode.PAID_SEARCH else str(c)
+        for c in score.codes
+    )
+    text = ";".join(codes) if codes else None
+    if len(_RISK) > 50_000:
+        _RISK.clear()
+    _RISK[key] = (score.score, text, verdict, ip)
+    return score.score, text
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +240,7 @@ class _LinkPlan:
     click_cookie: str  # pf_click attributes after the value
     visitor_cookie: str
     dedupe_prefix: str
+    partner_key: str  # the partner's velocity counter
     max_age: int
     ids: tuple[int, int, int, int]  # program, offer, partner, link
 
@@ -231,12 +293,14 @@ class Tracker:
         self.clock = services.clock
         self.lookup = TrackingLookup(services.engine)
         self.counters: Any = make_counters(settings.redis_url)
+        self.click_caps = ClickCaps(services.cap_counter())
         self.writer = EventWriter(
             services.engine,
             self.lookup,
             services.clock,
             settings.spool_dir,
             max_batch=settings.writer_max_batch,
+            cap_store=services.conversion_cap_store(),
         )
         self.unique_window = settings.unique_click_window_seconds
         self.secure_cookies = settings.public_base_url.startswith("https://")
@@ -254,6 +318,7 @@ class Tracker:
             return
         self._started = True
         warm_up_bots()
+        warm_up_networks()
         devices.warm_up()
         geo.warm_up()
         self.lookup.start()
@@ -285,6 +350,48 @@ class Tracker:
             raise Forbidden("unknown postback token", field="token")
         return program
 
+    async def _click_cap(self, target: LinkTarget) -> Reply | None:
+        """The program has caps: reserve this click (in a worker thread: SQL or Redis), or
+        send it to the fallback URL. An over-cap click is not recorded — it is not traffic
+        the offer takes (like a click on a paused offer), so it sets no cookie and can earn
+        nothing."""
+        loop = asyncio.get_running_loop()
+        decision = await loop.run_in_executor(None, self._reserve_click, target)
+        if decision is None or decision.allowed:
+            return None
+        if target.fallback_url:
+            return 302, [("location", target.fallback_url), NO_STORE], b""
+        raise NotFound("this offer has reached its cap and has no fallback URL", field="code")
+
+    def _reserve_click(self, target: LinkTarget) -> CapDecision | None:
+        snapshot = self.lookup.snapshot
+        rules = snapshot.caps.get(target.program_id)
+        program = snapshot.programs.get(target.program_id)
+        if not rules or program is None:
+            return None
+        now = self.clock.now()
+        try:
+            decision = self.click_caps.check(
+                rules, program_id=target.program_id, tz=program.timezone,
+                offer_id=target.offer_id, partner_id=target.partner_id, at=now,
+                fallback_url=target.fallback_url,
+            )  # fmt: skip
+        except Exception as exc:
+            # The counters cannot be reached: a hard cap must not overshoot, so the click
+            # goes to the fallback URL when there is one, else (nothing better to offer the
+            # visitor) to the landing page.
+            log.warning("cap check failed for link %s: %s", target.code, exc)
+            if target.fallback_url:
+                return CapDecision(allowed=False, reservation=None, reason=str(exc))
+            return None
+        if decision.alerts:
+            try:
+                pairs = [(a, rules[a.cap_id].metric) for a in decision.alerts if a.cap_id in rules]
+                store_alerts(self.services.engine, pairs, now)
+            except Exception:
+                log.exception("could not store cap alerts")
+        return decision
+
     def _plan(self, code: str, target: LinkTarget) -> _LinkPlan:
         head, tail = landing_parts(target.landing_url)
         max_age = max(target.cookie_window_days, 1) * 86_400
@@ -296,6 +403,7 @@ class Tracker:
             click_cookie=f"; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{secure}",
             visitor_cookie=f"; Max-Age={VISITOR_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax{secure}",
             dedupe_prefix=f"u:{target.link_id}:",
+            partner_key=f"vp:{target.partner_id}",
             max_age=max_age,
             ids=(target.program_id, target.offer_id, target.partner_id, target.link_id),
         )
@@ -330,6 +438,10 @@ class Tracker:
             if target.fallback_url:
                 return 302, [("location", target.fallback_url), NO_STORE], b""
             raise NotFound("this link is not active", field="code")
+        if target.program_id in self.lookup.snapshot.caps:
+            refused = await self._click_cap(target)
+            if refused is not None:
+                return refused
         click_id = new_click_id()
         if params.js:
             location = ""
@@ -357,19 +469,25 @@ class Tracker:
         # for both keys and the velocity count (one lock, or one Redis round trip).
         prefix = plan.dedupe_prefix
         fp_key = f"{prefix}{ip}|{agent.fingerprint}"
-        velocity_key = "v:" + ip if ip else None
+        # Velocity per IP, per partner and per returning visitor: the click score's counts.
+        ip_key = "v:" + ip if ip else "v:-"
+        visitor_key = None if new_visitor else "vv:" + visitor
         if self.counters.is_async:
-            seen, velocity = await self.counters.check_click_async(
-                fp_key, prefix + visitor, self.unique_window, velocity_key, VELOCITY_WINDOW
-            )
+            seen, by_ip, by_partner, by_visitor = await self.counters.check_click_many_async(
+                fp_key, prefix + visitor, self.unique_window, ip_key, plan.partner_key,
+                visitor_key, VELOCITY_WINDOW,
+            )  # fmt: skip
         else:
-            seen, velocity = self.counters.check_click(
-                fp_key, prefix + visitor, self.unique_window, velocity_key, VELOCITY_WINDOW
-            )
-        flags = params.dropped
-        if velocity > VELOCITY_FLAG_AT or agent.bot_flag:
-            extra = ("velocity",) if velocity > VELOCITY_FLAG_AT else ()
-            flags = (*flags, *extra, *((agent.bot_flag,) if agent.bot_flag else ()))
+            seen, by_ip, by_partner, by_visitor = self.counters.check_click_many(
+                fp_key, prefix + visitor, self.unique_window, ip_key, plan.partner_key,
+                visitor_key, VELOCITY_WINDOW,
+            )  # fmt: skip
+        ad_ids = _AD_KEYS.intersection(q) if q else _NO_IDS
+        bits = _risk_bits(by_ip, by_visitor, by_partner, seen, bool(referrer))
+        score, codes = _click_risk(agent.verdict, classify_ip(ip), bits, ad_ids)
+        flags = f"{';'.join(params.dropped)};{codes}" if params.dropped and codes else (
+            codes or (";".join(params.dropped) if params.dropped else None)
+        )  # fmt: skip
         subs = params.sub_ids
         program_id, offer_id, partner_id, link_id = plan.ids
         await self.writer.write_click(
@@ -377,8 +495,7 @@ class Tracker:
                 click_id, self.writer.stamp(), program_id, offer_id, partner_id, link_id, ip,
                 agent.text, referrer, subs.get("sub1"), subs.get("sub2"), subs.get("sub3"),
                 subs.get("sub4"), subs.get("sub5"), geo.country_of(ip), agent.device,
-                agent.os, agent.browser, not seen, agent.bot, params.qr, 0,
-                ";".join(flags) if flags else None,
+                agent.os, agent.browser, not seen, agent.bot, params.qr, score, flags,
             )
         )  # fmt: skip
         headers: Headers = [("set-cookie", f"pf_click={click_id}{plan.click_cookie}"), NO_STORE]

@@ -68,7 +68,11 @@ def test_postback_with_click_id_attributes_and_accrues_commission(services: Serv
     assert [(e.kind, e.bucket, e.amount) for e in entries] == [
         (EntryKind.COMMISSION, LedgerBucket.PENDING, Money(Decimal("12.00"), "EUR"))
     ]
-    assert "CPS 10% of sale: 120.00 EUR x 10% = 12.00 -> 12.00 EUR" in entries[0].reason
+    assert entries[0].txn_key == f"commission:{result.conversion.id}"
+    assert (
+        "offer 1's simple plan (CPS 10% of sale): rule cps (cps): 120.00 EUR x 10% = 12.00; "
+        "total 12.00 -> 12.00 EUR (rounded half-up once)"
+    ) in entries[0].reason
 
 
 def test_repeated_order_id_is_a_duplicate_with_one_ledger_entry(services: Services) -> None:
