@@ -18,7 +18,7 @@ from partnerflow.config import Settings
 from partnerflow.core.clock import Clock, SystemClock
 from partnerflow.core.ids import ProgramId
 from partnerflow.storage.cap_reservations import RedisCapCounter, SqlCapCounter, make_cap_counter
-from partnerflow.storage.caps import SqlCaps, store_alerts
+from partnerflow.storage.caps import load_active_caps, store_alerts
 from partnerflow.storage.database import make_engine, read_only_connection, upgrade
 from partnerflow.storage.tracking_caps import ConversionCapStore
 from partnerflow.storage.unit_of_work import SqlUnitOfWork
@@ -65,10 +65,8 @@ class Services:
             engine = self.engine
 
             def load(program_id: ProgramId) -> list[CapRule]:
-                # Read-only: called inside a unit of work, which on SQLite holds the write
-                # lock; a deferred read never waits for it.
-                with read_only_connection(engine) as conn:
-                    return SqlCaps(conn).list(program_id)
+                # Called inside a unit of work: `load_active_caps` reads read-only.
+                return load_active_caps(engine, program_id)
 
             self._lazy["cap_rules"] = CachedCapRules(load, ttl=CAP_RULES_TTL)
         rules: CachedCapRules = self._lazy["cap_rules"]

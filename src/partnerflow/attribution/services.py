@@ -120,6 +120,12 @@ def explain_conversion(uow: CommissionsUnitOfWork, conversion_id: int) -> Explan
         program = uow.facts.program(c.program_id)
         assert program is not None
         entries = tuple(uow.ledger.for_conversion(ConversionId(conversion_id)))
+        # A `cap:<id>` flag: a hard cap refused the conversion (tracking.conversions.CAP_FLAG).
+        caps = [
+            (int(cap_id), uow.facts.cap_description(int(cap_id)))
+            for name, _, cap_id in (f.partition(":") for f in (c.flags or "").split(";"))
+            if name == "cap" and cap_id.isdigit()
+        ]
         recomputed: Priced | None = None
         if c.partner_id is not None:
             simple = uow.facts.offer_plan(c.offer_id) if c.offer_id is not None else None
@@ -149,6 +155,10 @@ def explain_conversion(uow: CommissionsUnitOfWork, conversion_id: int) -> Explan
         holds.append(
             f"lock period of {program.lock_period_days} day(s): pending until "
             f"{until.isoformat()} (refunds until then reverse it before approval)"
+        )
+    for cap_id, described in caps:
+        holds.append(
+            f"cap hold: {described or f'cap #{cap_id} (no longer stored)'}: over it, not payable"
         )
     if c.status == "rejected":
         holds.append("conversion rejected: no commission")

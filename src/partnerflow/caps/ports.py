@@ -22,6 +22,7 @@ from partnerflow.caps.model import (
 )
 from partnerflow.caps.spend import SpendRow
 from partnerflow.core.audit import AuditLog
+from partnerflow.core.events import EventSink
 from partnerflow.core.ids import OfferId, PartnerId, ProgramId
 from partnerflow.partners.model import Partner, PartnerStatus
 from partnerflow.programs.ports import OfferRepository, ProgramRepository
@@ -136,6 +137,9 @@ class CapsUnitOfWork(Protocol):
     def spend(self) -> SpendRepository: ...
     @property
     def audit(self) -> AuditLog: ...
+    # Domain events (`cap.changed`), committed with the change that raised them.
+    @property
+    def events(self) -> EventSink: ...
 
     def totals(
         self,

@@ -2,7 +2,8 @@
 goals and partner targets, ad-spend import and reports.
 
 Every stored cap change (manual or adaptive) publishes `cap.changed` in its own transaction
-through the unit of work's `events` sink, when it has one (see `_events`)."""
+through the unit of work's `events` sink (the outbox), so a change and its event commit
+together."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ from partnerflow.caps.rules import (
 )
 from partnerflow.core.clock import Clock
 from partnerflow.core.errors import InvalidInput, NotFound
-from partnerflow.core.events import CAP_CHANGED, EventSink
+from partnerflow.core.events import CAP_CHANGED
 from partnerflow.core.ids import OfferId, PartnerId, ProgramId
 from partnerflow.programs.model import Program
 
@@ -192,14 +193,6 @@ def _build_rule(uow: CapsUnitOfWork, program: Program, cmd: SetCap, now: datetim
     )
 
 
-def _events(uow: CapsUnitOfWork) -> EventSink | None:
-    """The unit of work's event sink. Optional on `CapsUnitOfWork` while not every caps
-    unit of work carries one (`storage.unit_of_work.PublishingCapsUnitOfWork` does); with
-    a sink, a change and its event commit together."""
-    sink: EventSink | None = getattr(uow, "events", None)
-    return sink
-
-
 def cap_payload(rule: CapRule, change: CapChange, currency: str) -> dict[str, Any]:
     """`cap.changed` data: the cap as it now is and the change with its reason."""
 
@@ -232,14 +225,12 @@ def cap_payload(rule: CapRule, change: CapChange, currency: str) -> dict[str, An
 
 
 def _publish_cap(uow: CapsUnitOfWork, rule: CapRule, change: CapChange, currency: str) -> None:
-    sink = _events(uow)
-    if sink is not None:
-        sink.publish(
-            CAP_CHANGED,
-            cap_payload(rule, change, currency),
-            program_id=rule.program_id,
-            partner_id=rule.scope.partner_id,
-        )
+    uow.events.publish(
+        CAP_CHANGED,
+        cap_payload(rule, change, currency),
+        program_id=rule.program_id,
+        partner_id=rule.scope.partner_id,
+    )
 
 
 def set_caps(

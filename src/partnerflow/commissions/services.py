@@ -629,6 +629,10 @@ def reverse_conversion(
                 new = [replace(e, txn_id=txn) for e in new]
             uow.ledger.append_entries(new)
         uow.facts.record_refund(conv.id, conv.refunded + refund, fully)
+        if fully:
+            # A fully refunded conversion no longer counts against its caps (as on the
+            # tracker's refund path).
+            uow.conversion_caps.release_conversion(conv.id)
         uow.audit.record(
             actor=author.strip(),
             action=f"conversion.{kind}",

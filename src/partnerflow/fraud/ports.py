@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from partnerflow.commissions.ledger import Entry
+from partnerflow.commissions.ports import ConversionCapReleases
 from partnerflow.core.audit import AuditLog
 from partnerflow.core.events import EventSink
 from partnerflow.fraud.policy import Action, FraudPolicy, Subject
@@ -146,6 +147,8 @@ class FraudUnitOfWork(Protocol):
     def fraud_policies(self) -> PolicyRepository: ...
     @property
     def events(self) -> EventSink: ...
+    @property
+    def conversion_caps(self) -> ConversionCapReleases: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -157,6 +157,9 @@ def _reverse_commission(
     if conversion.status in ("pending", "approved"):
         uow.conversion_marks.set_status(conversion_id, "rejected")
         effects.append(f"conversion {conversion_id} rejected")
+        # A rejected conversion no longer counts against its caps.
+        if uow.conversion_caps.release_conversion(conversion_id):
+            effects.append(f"conversion {conversion_id} cap room released")
     return effects
 
 

@@ -18,7 +18,7 @@ from partnerflow.bootstrap import Services
 from partnerflow.caps.services import AdaptiveOutcome, recompute_caps, resolve_program
 from partnerflow.core.ids import PartnerId
 from partnerflow.storage import tables as t
-from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 
 QualitySource = Mapping[int, int] | Callable[[PartnerId], int | None]
 
@@ -34,7 +34,7 @@ def run(
 ) -> list[AdaptiveOutcome]:
     """`quality` gives each partner's traffic-quality score (0-100), e.g. from
     `partnerflow.fraud.scoring.score_partner_quality(...).score`; None counts as neutral."""
-    uow = PublishingCapsUnitOfWork(services.engine, services.clock)
+    uow = SqlCapsUnitOfWork(services.engine, services.clock)
     program = resolve_program(uow, program_ref)
     return recompute_caps(
         uow,

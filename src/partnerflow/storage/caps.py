@@ -33,6 +33,8 @@ from partnerflow.core.money import MICROS
 from partnerflow.storage import tables as t
 from partnerflow.storage.audit import SqlAudit
 from partnerflow.storage.catalog import SqlOffers, SqlPartners, SqlPrograms
+from partnerflow.storage.database import read_only_connection
+from partnerflow.storage.outbox import SqlOutbox
 
 
 def scope_key(rule: CapRule) -> str | None:
@@ -670,6 +672,8 @@ class SqlCapsUnitOfWork:
         self.goals = SqlGoals(conn)
         self.spend = SqlAdSpend(conn)
         self.audit = SqlAudit(conn, self.clock.now)
+        # Domain events (`cap.changed`) on the same connection: published iff committed.
+        self.events = SqlOutbox(conn, self.clock)
         return self
 
     def __exit__(
@@ -718,8 +722,10 @@ class SqlCapsUnitOfWork:
 
 
 def load_active_caps(engine: Engine, program_id: ProgramId | None = None) -> list[CapRule]:
-    """Active caps for the tracker's rule cache (one short read transaction)."""
-    with engine.connect() as conn:
+    """Active caps for the tracker's rule cache (one short read transaction). Read-only, so
+    it may be called inside a unit of work, which on SQLite holds the write lock: a deferred
+    read never waits for it."""
+    with read_only_connection(engine) as conn:
         return SqlCaps(conn).list(program_id)
 
 

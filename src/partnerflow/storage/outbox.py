@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from partnerflow.core.clock import Clock
-from partnerflow.core.events import money_fields
+from partnerflow.core.events import COMMISSION_CREATED, money_fields
 from partnerflow.core.money import Money
 from partnerflow.messaging.events import check_event_type, money_text
 from partnerflow.storage import tables as t
@@ -129,11 +129,9 @@ def commission_created_payload(
 def record_conversion_published(
     uow: UnitOfWork, clock: Clock, cmd: RecordConversion
 ) -> ConversionRecorded:
-    """`tracking.services.record_conversion` plus a `conversion.created` event, in one
-    transaction (the unit of work is re-entrant). Duplicates publish nothing.
-
-    (`commission.created` is built by `commission_created_payload`; it is to be published
-    next to `conversion.created` wherever conversions are recorded, hot path included.)"""
+    """`tracking.services.record_conversion` plus `conversion.created` and, when a
+    commission was booked, `commission.created` (as the tracker publishes them), in one
+    transaction (the unit of work is re-entrant). Duplicates publish nothing."""
     with uow:
         result: ConversionRecorded = record_conversion(uow, clock, cmd)
         if not result.duplicate:
@@ -151,4 +149,14 @@ def record_conversion_published(
                 program_id=conv.program_id,
                 partner_id=conv.partner_id,
             )
+            # Booked iff there is a commission and a partner (`record_conversion`).
+            if result.commission is not None and conv.partner_id is not None:
+                publish(
+                    uow.connection,
+                    COMMISSION_CREATED,
+                    commission_created_payload(conv, result.commission, result.explanation),
+                    now=clock.now(),
+                    program_id=conv.program_id,
+                    partner_id=conv.partner_id,
+                )
     return result

@@ -176,6 +176,12 @@ class SqlConversionFacts:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    def cap_description(self, cap_id: int) -> str | None:
+        from partnerflow.storage.caps import SqlCaps  # storage.caps imports the outbox chain
+
+        rule = SqlCaps(self.conn).get(cap_id)
+        return rule.describe() if rule is not None else None
+
     def program(self, program_id: int) -> ProgramTerms | None:
         row = self.conn.execute(select(t.programs).where(t.programs.c.id == program_id)).first()
         return _program(row) if row else None

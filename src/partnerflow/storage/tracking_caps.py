@@ -36,7 +36,7 @@ from partnerflow.caps.model import (
 from partnerflow.caps.rules import CapEvent, EventKind, charges_for, decide
 from partnerflow.core.ids import OfferId, PartnerId, ProgramId
 from partnerflow.storage.cap_reservations import RESERVE_LUA, RedisCapCounter, SqlCapCounter
-from partnerflow.tracking.conversions import ALLOWED, CapVerdict
+from partnerflow.tracking.conversions import ALLOWED, CapVerdict, cap_reservation_id
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,16 @@ class SqlConversionCaps:
 
     def release(self, reservation_id: str) -> bool:
         return self.store.release(self._execute, reservation_id)
+
+    def release_conversion(self, conversion_id: int) -> bool:
+        """`commissions.ports.ConversionCapReleases`: the reservation is stored under the id
+        derived from the conversion's (program, order id)."""
+        rows = self._execute(
+            "SELECT program_id, order_id FROM conversions WHERE id = ?", (conversion_id,)
+        )
+        if not rows:
+            return False
+        return self.release(cap_reservation_id(int(rows[0][0]), str(rows[0][1])))
 
 
 class ClickCaps:

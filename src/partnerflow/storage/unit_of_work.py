@@ -17,7 +17,7 @@ from partnerflow.core.clock import Clock
 from partnerflow.core.ids import ProgramId
 from partnerflow.storage import tables as t
 from partnerflow.storage.audit import SqlAudit
-from partnerflow.storage.caps import SqlCaps, SqlCapsUnitOfWork
+from partnerflow.storage.caps import SqlCaps
 from partnerflow.storage.catalog import SqlCoupons, SqlLinks, SqlOffers, SqlPartners, SqlPrograms
 from partnerflow.storage.events import SqlClicks, SqlConversions
 from partnerflow.storage.ledger import SqlLedger
@@ -121,19 +121,3 @@ class SqlUnitOfWork:
         if self._conn is None:
             raise RuntimeError("use the unit of work inside 'with uow:'")
         return self._conn
-
-
-class PublishingCapsUnitOfWork(SqlCapsUnitOfWork):
-    """`storage.caps.SqlCapsUnitOfWork` plus the outbox on the same connection, so a cap
-    change and its `cap.changed` event commit together. (Once `SqlCapsUnitOfWork` sets
-    `events` itself this subclass is redundant.)"""
-
-    events: SqlOutbox
-
-    def __enter__(self) -> Self:
-        outer = self._depth == 0
-        super().__enter__()
-        if outer:
-            assert self._conn is not None
-            self.events = SqlOutbox(self._conn, self.clock)
-        return self

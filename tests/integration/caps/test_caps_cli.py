@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from sqlalchemy import select
 from tests.factories import make_world
 from typer.testing import CliRunner
 
@@ -17,6 +18,7 @@ from partnerflow.cli import goals as goals_cli
 from partnerflow.cli import spend as spend_cli
 from partnerflow.cli.runtime import reset_services
 from partnerflow.config import Settings
+from partnerflow.storage import tables as t
 
 
 @pytest.fixture
@@ -180,3 +182,15 @@ def test_goals_and_spend_commands(cli: typer.Typer, tmp_path: Path) -> None:
         "--json",
     )
     assert json.loads(out)[0]["spend"] == "5"
+
+
+def test_caps_set_publishes_one_cap_changed(cli: typer.Typer, tmp_path: Path) -> None:
+    code, _, _ = run(cli, "caps", "set", "--metric", "clicks", "--limit", "100", "--offer", "1")
+    assert code == 0
+    svc = build(Settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}"))
+    with svc.read() as conn:
+        rows = conn.execute(select(t.outbox_events.c.event_type, t.outbox_events.c.payload)).all()
+    svc.close()
+    [(kind, payload)] = rows
+    assert kind == "cap.changed"
+    assert (payload["cap"]["id"], payload["cap"]["limit"]) == (1, "100")

@@ -26,8 +26,8 @@ from partnerflow.partners.services import CreatePartner, change_status, create_p
 from partnerflow.payouts.services import build_payout, mark_batch_paid
 from partnerflow.storage import tables as t
 from partnerflow.storage.cap_reservations import SqlCapCounter
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.fraud_reviews import SqlFraudUnitOfWork
-from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
 
 
 def events(svc: Services, prefix: str = "") -> list[tuple[str, dict[str, Any], int | None]]:
@@ -314,7 +314,7 @@ def test_manual_cap_set_publishes_cap_changed_refusal_nothing(
     services: Services, world: MoneyWorld
 ) -> None:
     counter = SqlCapCounter(services.engine, services.clock)
-    uow = PublishingCapsUnitOfWork(services.engine, services.clock)
+    uow = SqlCapsUnitOfWork(services.engine, services.clock)
     [cap] = set_caps(uow, counter, services.clock, [_cap(world, reason="launch")], "mia")
     with pytest.raises(InvalidInput):
         set_caps(uow, counter, services.clock, [_cap(world, cap_id=cap.id, limit="-1")], "mia")
@@ -336,7 +336,7 @@ def test_adaptive_change_publishes_cap_changed_once(services: Services) -> None:
     w = make_world(services)
     rival = make_partner(services, w.program, email="bob@x.example")
     counter = SqlCapCounter(services.engine, services.clock)
-    uow = PublishingCapsUnitOfWork(services.engine, services.clock)
+    uow = SqlCapsUnitOfWork(services.engine, services.clock)
     cap = SetCap(
         program_id=w.program.id, metric="conversions", period="day", limit="100",
         offer_id=w.offer.id, partner_id=w.partner.id, adaptive_min="50", adaptive_max="300",

@@ -128,9 +128,8 @@ def test_unmatched_filters_and_duplicates_publish_nothing(
     convert(services, world)
     convert(services, world)  # duplicate order id: no second event
     with services.engine.connect() as conn:
-        assert conn.execute(select(t.outbox_events.c.event_type)).scalars().all() == [
-            "conversion.created"
-        ]
+        types = select(t.outbox_events.c.event_type).order_by(t.outbox_events.c.id)
+        assert conn.execute(types).scalars().all() == ["conversion.created", "commission.created"]
     assert deliver(services, allow_private=True).fanned_out == 0
     assert receiver.requests == []
 
@@ -138,7 +137,8 @@ def test_unmatched_filters_and_duplicates_publish_nothing(
 def test_failures_retry_with_backoff_then_disable(
     services: Services, world: World, receiver: Receiver, clock: FixedClock
 ) -> None:
-    ep = endpoint(services, world, receiver.url, ["*"])
+    # One event per conversion (its commission.created is not subscribed): one delivery.
+    ep = endpoint(services, world, receiver.url, ["conversion.*"])
     receiver.status = 503
     convert(services, world, "o-1")
     policy = RetryPolicy(base_seconds=30, max_attempts=3, disable_after=3)
@@ -212,11 +212,11 @@ def test_private_targets_are_refused_without_the_setting(
     endpoint(services, world, receiver.url, ["*"])
     convert(services, world)
     run = deliver(services, allow_private=False)
-    assert (run.attempted, run.failed) == (1, 1)
+    assert (run.attempted, run.failed) == (2, 2)  # conversion.created, commission.created
     assert receiver.requests == []
     with services.engine.connect() as conn:
-        [d] = wh.list_deliveries(conn)
-    assert d.last_error == "refused: 127.0.0.1 does not resolve to public addresses only"
+        errors = [d.last_error for d in wh.list_deliveries(conn)]
+    assert errors == ["refused: 127.0.0.1 does not resolve to public addresses only"] * 2
 
 
 def test_replayed_signature_is_refused(services: Services) -> None:

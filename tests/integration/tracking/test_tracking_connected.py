@@ -23,8 +23,8 @@ from partnerflow.commissions.services import import_rates, set_plan
 from partnerflow.core.clock import FixedClock
 from partnerflow.core.ids import ProgramId
 from partnerflow.storage import tables as t
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.payouts import SqlMoneyUnitOfWork
-from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
 from partnerflow.tracking.services import CreateLink, create_link
 from partnerflow.web.app import PartnerflowApp, create_app
 
@@ -135,7 +135,7 @@ def events(services: Services) -> list[tuple[str, dict[str, Any]]]:
 
 def add_cap(services: Services, world: World, **kw: Any) -> None:
     set_caps(
-        PublishingCapsUnitOfWork(services.engine, services.clock),
+        SqlCapsUnitOfWork(services.engine, services.clock),
         services.cap_counter(),
         services.clock,
         [SetCap(program_id=ProgramId(world.program.id), period="day", **kw)],

@@ -15,8 +15,8 @@ from partnerflow.commissions.services import import_rates
 from partnerflow.core.ids import ProgramId, new_click_id
 from partnerflow.core.money import Money
 from partnerflow.storage import tables as t
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.payouts import SqlMoneyUnitOfWork
-from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
 from partnerflow.tracking.model import ConversionStatus
 from partnerflow.tracking.services import RecordConversion, record_conversion
 
@@ -64,7 +64,7 @@ def test_a_usd_order_on_a_eur_program_is_converted_with_the_stored_rate(
 def test_over_a_conversion_cap_the_use_case_records_without_paying(services: Services) -> None:
     world = make_world(services)
     set_caps(
-        PublishingCapsUnitOfWork(services.engine, services.clock), services.cap_counter(),
+        SqlCapsUnitOfWork(services.engine, services.clock), services.cap_counter(),
         services.clock,
         [SetCap(program_id=ProgramId(world.program.id), metric="conversions", period="day",
                 limit="1", offer_id=world.offer.id)],

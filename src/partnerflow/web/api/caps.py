@@ -34,7 +34,6 @@ from partnerflow.core.ids import PartnerId, ProgramId
 from partnerflow.programs.model import Program
 from partnerflow.storage.api_keys import ApiKey
 from partnerflow.storage.caps import SqlCapsUnitOfWork
-from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
 from partnerflow.web.api import schemas as s
 from partnerflow.web.api import serializers as ser
 from partnerflow.web.api.context import (
@@ -61,7 +60,7 @@ def caps_router(ctx: ApiContext) -> APIRouter:
     svc = ctx.services
 
     def uow() -> SqlCapsUnitOfWork:
-        return PublishingCapsUnitOfWork(svc.engine, svc.clock)
+        return SqlCapsUnitOfWork(svc.engine, svc.clock)
 
     counter = ctx.cap_counter
 

@@ -22,10 +22,10 @@ from partnerflow.messaging.signatures import verify_shopify, verify_stripe
 from partnerflow.storage import messages as msg
 from partnerflow.storage import webhooks as wh
 from partnerflow.storage.api_keys import ApiKey
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.catalog import SqlPrograms
 from partnerflow.storage.outbox import record_conversion_published
 from partnerflow.storage.payouts import SqlMoneyUnitOfWork
-from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
 from partnerflow.tracking.services import RecordConversion
 from partnerflow.web.api import schemas as s
 from partnerflow.web.api.context import (
@@ -208,7 +208,7 @@ def inbound_router(ctx: ApiContext) -> APIRouter:
         any bad row: nothing imported, every bad row listed."""
         program = load_program(ctx, key, program_id)
         text = decode(await request.body())
-        uow = PublishingCapsUnitOfWork(svc.engine, svc.clock)
+        uow = SqlCapsUnitOfWork(svc.engine, svc.clock)
         count = import_spend_csv(uow, svc.clock, ProgramId(program.id), text, actor(key))
         return {"imported": count}
 

@@ -44,10 +44,10 @@ from partnerflow.core.errors import InvalidInput, PartnerflowError
 from partnerflow.core.ids import ProgramId
 from partnerflow.programs.model import Program
 from partnerflow.storage import tables as t
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.catalog import SqlOffers
 from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.storage.plans import SqlPlans
-from partnerflow.storage.unit_of_work import PublishingCapsUnitOfWork
 from partnerflow.web.auth.access import STAFF_ROLES, current_user, require
 from partnerflow.web.dashboard.routes import _pick_program
 from partnerflow.web.rendering import load, render
@@ -120,11 +120,11 @@ def _base(conn: Connection, ref: str | None) -> dict[str, Any]:
     return {"program": program, "programs": programs, "offers": offers, "partners": partners}
 
 
-def _caps_uow(request: Request) -> PublishingCapsUnitOfWork:
+def _caps_uow(request: Request) -> SqlCapsUnitOfWork:
     services = request.app.state.services
-    # The publishing unit of work: a cap change reaches the affected partners' inboxes
+    # A cap change reaches the affected partners' inboxes
     # and webhooks through the outbox, as from the API.
-    return PublishingCapsUnitOfWork(services.engine, services.clock)
+    return SqlCapsUnitOfWork(services.engine, services.clock)
 
 
 async def _page(
