@@ -23,8 +23,7 @@ import typer
 from partnerflow.cli.runtime import handles_errors, print_json, services
 from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.ids import PartnerId
-from partnerflow.fraud.identities import Identity
-from partnerflow.fraud.screening import Application, ScreeningResult, screen_application
+from partnerflow.fraud.screening import ScreeningResult, screen_application
 from partnerflow.partners.model import Partner, PartnerStatus
 from partnerflow.partners.ports import PartnersUnitOfWork
 from partnerflow.partners.services import change_status
@@ -47,31 +46,6 @@ class Screened:
     imported: str | None  # source of the imported evidence, if any
 
 
-def _application(partner: Partner, data: q.ScreeningData | None) -> Application:
-    identity = Identity(
-        emails=(partner.email,),
-        domains=(partner.website,) if partner.website else (),
-        label=f"partner {partner.id}",
-    )
-    countries: dict[str, float] | None = None
-    if data is not None and data.audience_countries:
-        countries = dict(data.audience_countries)
-    elif partner.country:
-        # Without imported audience data the partner's own country stands in for it.
-        countries = {partner.country: 1.0}
-    if data is None:
-        return Application(identity=identity, audience_countries=countries)
-    return Application(
-        identity=identity,
-        domain_age_days=data.domain_age_days,
-        backlinks=data.backlinks,
-        social_followers=data.social_followers,
-        engagement_rate=float(data.engagement_rate) if data.engagement_rate is not None else None,
-        review_rating=float(data.review_rating) if data.review_rating is not None else None,
-        audience_countries=countries,
-    )
-
-
 def screen_partner(partner_id: int, *, apply: bool, actor: str) -> Screened:
     svc = services()
     uow = SqlFraudUnitOfWork(svc.engine, svc.clock)
@@ -83,7 +57,7 @@ def screen_partner(partner_id: int, *, apply: bool, actor: str) -> Screened:
         policy = uow.fraud_policies.get(partner.program_id)
         data = q.screening_data(conn, partner.id)
         result = screen_application(
-            _application(partner, data),
+            q.screening_application(partner, data),
             target_countries=policy.target_countries,
             existing_partners=q.other_partner_identities(conn, partner.program_id, partner.id),
             policy=policy.screening,

@@ -20,7 +20,9 @@ from sqlalchemy import Connection, case, func, or_, select, update
 
 from partnerflow.fraud.identities import Identity
 from partnerflow.fraud.networks import classify_ip
+from partnerflow.fraud.screening import Application
 from partnerflow.fraud.signals import STUFFED_VISITOR_PARTNERS, PartnerWindowFacts
+from partnerflow.partners.model import Partner
 from partnerflow.storage import tables as t
 
 #: Click scores at or above this are invalid traffic (fraud.scoring.ClickPolicy.invalid_at).
@@ -588,3 +590,30 @@ def other_partner_identities(conn: Connection, program_id: int, partner_id: int)
     """Identities of the program's other partners (duplicate-applicant check)."""
     identities = partner_identities(conn, program_id)
     return [identity for pid, identity in identities.items() if pid != partner_id]
+
+
+def screening_application(partner: Partner, data: ScreeningData | None) -> Application:
+    """The screening input for a stored partner: its identity, and the imported evidence
+    (or, without it, the partner's own country standing in for its audience)."""
+    identity = Identity(
+        emails=(partner.email,),
+        domains=(partner.website,) if partner.website else (),
+        label=f"partner {partner.id}",
+    )
+    countries: dict[str, float] | None = None
+    if data is not None and data.audience_countries:
+        countries = dict(data.audience_countries)
+    elif partner.country:
+        # Without imported audience data the partner's own country stands in for it.
+        countries = {partner.country: 1.0}
+    if data is None:
+        return Application(identity=identity, audience_countries=countries)
+    return Application(
+        identity=identity,
+        domain_age_days=data.domain_age_days,
+        backlinks=data.backlinks,
+        social_followers=data.social_followers,
+        engagement_rate=float(data.engagement_rate) if data.engagement_rate is not None else None,
+        review_rating=float(data.review_rating) if data.review_rating is not None else None,
+        audience_countries=countries,
+    )

@@ -27,9 +27,8 @@ from partnerflow.attribution.services import explain_conversion
 from partnerflow.bootstrap import Services
 from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
 from partnerflow.core.ids import PartnerId
-from partnerflow.fraud.identities import Identity
 from partnerflow.fraud.ports import ReviewFilter
-from partnerflow.fraud.screening import Application, ScreeningResult, screen_application
+from partnerflow.fraud.screening import ScreeningResult, screen_application
 from partnerflow.fraud.services import decide_reviews, list_reviews, parse_status
 from partnerflow.messaging.audiences import Segment, check_subject
 from partnerflow.partners.model import Partner, PartnerStatus
@@ -144,37 +143,12 @@ async def _program_from_form(request: Request) -> tuple[Program, Any]:
 # Applications with screening -------------------------------------------------------------
 
 
-def _application(partner: Partner, data: fq.ScreeningData | None) -> Application:
-    # The same mapping the `partners screen` command uses (cli/screening.py).
-    identity = Identity(
-        emails=(partner.email,),
-        domains=(partner.website,) if partner.website else (),
-        label=f"partner {partner.id}",
-    )
-    countries: dict[str, float] | None = None
-    if data is not None and data.audience_countries:
-        countries = dict(data.audience_countries)
-    elif partner.country:
-        countries = {partner.country: 1.0}
-    if data is None:
-        return Application(identity=identity, audience_countries=countries)
-    return Application(
-        identity=identity,
-        domain_age_days=data.domain_age_days,
-        backlinks=data.backlinks,
-        social_followers=data.social_followers,
-        engagement_rate=float(data.engagement_rate) if data.engagement_rate is not None else None,
-        review_rating=float(data.review_rating) if data.review_rating is not None else None,
-        audience_countries=countries,
-    )
-
-
 def screen(conn: Connection, partner: Partner) -> ScreeningResult:
     from partnerflow.storage.fraud_reviews import SqlFraudPolicies
 
     policy = SqlFraudPolicies(conn).get(partner.program_id)
     return screen_application(
-        _application(partner, fq.screening_data(conn, partner.id)),
+        fq.screening_application(partner, fq.screening_data(conn, partner.id)),
         target_countries=policy.target_countries,
         existing_partners=fq.other_partner_identities(conn, partner.program_id, partner.id),
         policy=policy.screening,
