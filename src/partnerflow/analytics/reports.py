@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -336,12 +336,6 @@ def compare(current: Report, previous: Report) -> Comparison:
         )
     totals = RowComparison("total", "Total", "total", _changes(current.totals, previous.totals))
     return Comparison(previous.first_day, previous.last_day, tuple(rows), totals)
-
-
-def with_labels(report: Report, names: Mapping[str, str]) -> Report:
-    return replace(
-        report, rows=tuple(replace(r, label=names.get(r.key, r.label)) for r in report.rows)
-    )
 
 
 # --- output -----------------------------------------------------------------------------

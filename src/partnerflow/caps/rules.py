@@ -22,7 +22,7 @@ from partnerflow.caps.model import (
     from_units,
     to_units,
 )
-from partnerflow.caps.periods import period_key, ttl_seconds, window_at
+from partnerflow.caps.periods import ttl_seconds, window_at
 from partnerflow.core.errors import Conflict, InvalidInput
 from partnerflow.core.ids import OfferId, PartnerId, ProgramId
 from partnerflow.core.money import parse_amount
@@ -228,10 +228,6 @@ def charges_for(caps: Iterable[CapRule], event: CapEvent, tz: str) -> list[Charg
             )
         )
     return sorted(out, key=lambda c: c.key)
-
-
-def key_for(cap: CapRule, at: datetime, tz: str) -> str:
-    return counter_key(cap.id, period_key(cap.period, at, tz))
 
 
 def crossed_alerts(cap: CapRule, period: str, before: int, after: int) -> list[CapAlert]:

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from partnerflow.commissions import ledger as pure_ledger
-from partnerflow.commissions.ledger import Balance, Entry
+from partnerflow.commissions.ledger import Entry
 from partnerflow.commissions.model import EntryKind, LedgerBucket
 from partnerflow.commissions.plans import (
     CommissionResult,
@@ -118,11 +118,6 @@ def decode_plan_text(text: str, fmt: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput("plan must be a table/object", field="plan")
     return data
-
-
-def _version_body(doc: Mapping[str, Any]) -> str:
-    # What must not change once a version has begun: everything but its end.
-    return json.dumps({k: v for k, v in doc.items() if k != "effective_to"}, sort_keys=True)
 
 
 def _raw_versions(document: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
@@ -739,12 +734,6 @@ def balances(
         for (pid, cur), b in pure_ledger.balances(entries).items()
     ]
     return sorted(out, key=lambda b: (b.program_id, b.partner_id, b.currency))
-
-
-def balance_of(entries: Iterable[Entry], partner_id: int, currency: str) -> Balance:
-    found = pure_ledger.balances(e for e in entries if e.partner_id == partner_id)
-    zero = Money.zero(currency)
-    return found.get((partner_id, currency), Balance(zero, zero, zero))
 
 
 # --------------------------------------------------------------------------- rates

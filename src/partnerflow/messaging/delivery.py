@@ -28,7 +28,3 @@ class RetryPolicy:
         if attempts >= self.max_attempts:
             return None
         return now + self.delay(attempts)
-
-
-def is_success(status_code: int | None) -> bool:
-    return status_code is not None and 200 <= status_code < 300

@@ -67,6 +67,7 @@ from partnerflow.core.events import (
 )
 from partnerflow.core.ids import ClickId, ConversionId, OfferId, PartnerId, ProgramId
 from partnerflow.core.money import Money
+from partnerflow.partners.rules import EARNING_STATUSES
 from partnerflow.storage.caps import store_alerts
 from partnerflow.storage.ledger import txn_id_for
 from partnerflow.storage.outbox import (
@@ -90,7 +91,6 @@ from partnerflow.tracking.conversions import (
 )
 from partnerflow.tracking.model import AttributedBy, Conversion, ConversionStatus
 from partnerflow.tracking.postbacks import (
-    EARNING_PARTNER_STATUSES,
     Postback,
     PostbackKind,
     Reversal,
@@ -707,7 +707,7 @@ class EventWriter:
                 cur.execute(sql("SELECT status FROM partners WHERE id = ?"), (touch.partner_id,))
                 row = cur.fetchone()
                 partner_status = row[0] if row else "unknown"
-            if partner_status not in EARNING_PARTNER_STATUSES:
+            if partner_status not in EARNING_STATUSES:
                 status = ConversionStatus.REJECTED
                 notes.append("partner is not approved or active: no commission")
             else:

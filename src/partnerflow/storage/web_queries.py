@@ -586,19 +586,6 @@ def _day_bounds(period: Period, tz: str) -> list[tuple[date, datetime, datetime]
     return out
 
 
-def daily_series(
-    conn: Connection,
-    scope: Scope,
-    period: Period,
-    *,
-    marks: Marks | None = None,
-    source: str = ROLLUP,
-) -> list[DayPoint]:
-    """Clicks, conversions, revenue and commission per local day (program time zone),
-    in the program currency."""
-    return summary(conn, scope, period, marks=marks, source=source)[1]
-
-
 def series_for_chart(points: list[DayPoint]) -> dict[str, list[Any]]:
     """Columns for the chart script: unix seconds (UTC midnight of each day) and values.
     Money goes out as strings of the exact decimal; the chart only draws it."""

@@ -14,20 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from typing import Any
 
-from partnerflow.commissions.model import CommissionPlan
-from partnerflow.commissions.rules import commission_for, describe_plan, parse_plan
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
-from partnerflow.core.money import Money, check_currency, parse_amount
-from partnerflow.tracking.model import AttributedBy, ConversionStatus, EventType
+from partnerflow.core.money import check_currency, parse_amount
+from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.rules import check_coupon_code, check_order_id
 
 MAX_TOKEN = 128
 MAX_CUSTOMER_ID = 128
-EARNING_PARTNER_STATUSES = frozenset({"approved", "active"})
 
 
 class PostbackKind(enum.StrEnum):
@@ -182,46 +178,6 @@ def attribute(
         return Attribution(touch, tuple(notes))
     notes.append("not attributed to a partner")
     return Attribution(None, tuple(notes))
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    status: ConversionStatus
-    commission: Money | None
-    note: str
-
-
-def price(
-    plan_data: Mapping[str, Any] | None,
-    program_currency: str,
-    partner_status: str | None,
-    event_type: EventType,
-    sale: Money,
-) -> Pricing:
-    """The commission a conversion earns, with the reason in words."""
-    if plan_data is None or partner_status is None:
-        return Pricing(ConversionStatus.PENDING, None, "no partner: no commission")
-    if partner_status not in EARNING_PARTNER_STATUSES:
-        return Pricing(
-            ConversionStatus.REJECTED, None, "partner is not approved or active: no commission"
-        )
-    plan = _plan(tuple(sorted(plan_data.items())), program_currency)
-    result = commission_for(plan, event_type.value, sale)
-    if result is None:
-        return Pricing(
-            ConversionStatus.PENDING,
-            None,
-            f"{describe_plan(plan)} does not pay for {event_type.value}",
-        )
-    return Pricing(
-        ConversionStatus.PENDING, result.amount, f"{describe_plan(plan)}: {result.explanation}"
-    )
-
-
-@lru_cache(maxsize=4096)
-def _plan(items: tuple[tuple[str, Any], ...], program_currency: str) -> CommissionPlan:
-    """Plans are parsed once per distinct plan, not once per conversion."""
-    return parse_plan(dict(items), program_currency)
 
 
 @dataclass(frozen=True, slots=True)

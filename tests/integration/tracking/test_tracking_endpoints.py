@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from tests.factories import World, make_coupon, make_world
 
 from partnerflow.bootstrap import Services
+from partnerflow.partners.services import change_status
 from partnerflow.storage import tables as t
 
 pytestmark = pytest.mark.anyio
@@ -328,3 +329,27 @@ async def test_healthz_reports_writer(tracker_client: httpx.AsyncClient) -> None
     response = await tracker_client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["writer"]["running"] is True
+
+
+@pytest.fixture
+def suspended_world(services: Services) -> World:
+    """A partner with a coupon, suspended before the tracker starts."""
+    world = make_world(services)
+    make_coupon(services, world.partner, world.offer)
+    change_status(services.uow(), world.partner.id, "suspended", actor="test")
+    return world
+
+
+async def test_suspended_partners_conversion_is_rejected_without_commission(
+    services: Services, suspended_world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await postback(
+        tracker_client, token=suspended_world.program.postback_token, order_id="S-1",
+        amount="80", coupon="ANN10",
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert response.json()["commission"] is None
+    with services.engine.connect() as conn:
+        status = conn.execute(select(t.conversions.c.status)).scalar_one()
+    assert status == "rejected"
+    assert ledger(services) == []

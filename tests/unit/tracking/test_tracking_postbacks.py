@@ -11,13 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partnerflow.core.errors import Forbidden, InvalidInput, PartnerflowError
-from partnerflow.tracking.model import AttributedBy, ConversionStatus, EventType
+from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.postbacks import (
     PostbackKind,
     Touch,
     attribute,
     parse_postback,
-    price,
     reversal_for,
 )
 
@@ -84,14 +83,6 @@ def test_stale_click_falls_through_to_coupon() -> None:
 def test_other_programs_click_is_not_used() -> None:
     found = attribute(1, 30, NOW, [touch(AttributedBy.CLICK_ID, program=2)])
     assert found.touch is None
-
-
-def test_pricing_refuses_commission_to_suspended_partner() -> None:
-    from partnerflow.core.money import Money
-
-    result = price({"type": "cps", "percent": "10"}, "EUR", "suspended", EventType.SALE,
-                   Money(Decimal(100), "EUR"))  # fmt: skip
-    assert (result.status, result.commission) == (ConversionStatus.REJECTED, None)
 
 
 def test_partial_refund_reverses_pro_rata_half_up() -> None:
