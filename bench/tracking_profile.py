@@ -152,12 +152,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             }  # fmt: skip
             await app(scope, receive, send)
 
+    latencies: list[float] = []
+
     async def worker(n: int) -> None:
+        clock = time.perf_counter
         for _ in range(n):
+            start = clock()
             await one()
+            latencies.append(clock() - start)
 
     async def round_(n: int) -> tuple[float, float]:
         statuses.clear()
+        latencies.clear()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         per = max(n // args.concurrency, 1)
         await asyncio.gather(*(worker(per) for _ in range(args.concurrency)))
@@ -215,7 +221,17 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         pstats.Stats(writer_prof).sort_stats("tottime").print_stats(15)
     else:
         writer_cpu[0] = 0.0
-        rounds = [await round_(args.requests) for _ in range(args.repeat)]
+        rounds = []
+        tails: list[tuple[float, float, float]] = []
+        for _ in range(args.repeat):
+            rounds.append(await round_(args.requests))
+            ordered = sorted(latencies)
+            tails.append(
+                tuple(  # type: ignore[arg-type]
+                    ordered[min(int(len(ordered) * q), len(ordered) - 1)] * 1e3
+                    for q in (0.5, 0.99, 1.0)
+                )
+            )
         writer_us = writer_cpu[0] / (args.requests * args.repeat) * 1e6
         cpus = sorted(r[0] for r in rounds)
         print(
@@ -224,6 +240,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f" wall {statistics.median(r[1] for r in rounds):.0f}/s; writer thread"
             f" {writer_us:.1f} us/request;"
             f" batches {app.tracker.writer.batches}, events {app.tracker.writer.events}"
+        )
+        # In-process latency (no HTTP), closed loop at --concurrency: the writer's commit
+        # stalls (fsync, checkpoints, GIL hand-offs) show up here as p99 and max.
+        print(
+            "latency ms per round (p50 / p99 / max): "
+            + "; ".join(f"{a:.2f} / {b:.2f} / {c:.2f}" for a, b, c in tails)
         )
     await app.shutdown()
     svc.close()

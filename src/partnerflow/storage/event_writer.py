@@ -79,6 +79,7 @@ from partnerflow.storage.spool import Spool, release_orphan, take_orphan
 from partnerflow.storage.tracking_caps import ConversionCapStore, Execute, conversion_verdict
 from partnerflow.storage.tracking_lookup import OfferInfo, ProgramInfo, TrackingLookup
 from partnerflow.storage.tracking_pricing import CursorFacts, PricingCache
+from partnerflow.storage.wal_checkpoint import WalCheckpointer
 from partnerflow.tracking.conversions import (
     ALLOWED,
     CapVerdict,
@@ -238,6 +239,8 @@ class EventWriter:
         self.max_batch = max_batch
         self.spool = Spool(spool_dir)
         self.sql = _Sql(engine.dialect.name)
+        # SQLite: checkpoints run beside the writer, never inside its commits (p99).
+        self.checkpointer = WalCheckpointer(engine) if self.sql.sqlite else None
         self._click_sql = self.sql(_insert_sql("clicks", CLICK_COLUMNS, "id"))
         self._impression_sql = self.sql(_insert_sql("impressions", IMPRESSION_COLUMNS, "id"))
         self._outbox_sql = self.sql(
@@ -271,6 +274,8 @@ class EventWriter:
             return
         self._thread = threading.Thread(target=self._run, name="pf-writer", daemon=True)
         self._thread.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
 
     def stop(self) -> None:
         """Write what is queued, then stop the thread and close the connection."""
@@ -279,6 +284,8 @@ class EventWriter:
         self._q.put(None)
         self._thread.join(timeout=30)
         self._thread = None
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self._disconnect()
         self.spool.close()
 
@@ -390,6 +397,8 @@ class EventWriter:
         if self._raw is None:
             self._fairy = self.engine.raw_connection()
             self._raw = self._fairy.driver_connection
+            if self.checkpointer is not None:
+                self.checkpointer.configure_writer(self._raw)
         return self._raw
 
     def _disconnect(self, *, broken: bool = False) -> None:
@@ -400,6 +409,8 @@ class EventWriter:
             if broken:
                 fairy.invalidate()
             else:
+                if self.checkpointer is not None:
+                    self.checkpointer.release_writer(fairy.driver_connection)
                 fairy.close()
         except Exception:
             log.debug("closing a broken connection failed", exc_info=True)
@@ -436,6 +447,8 @@ class EventWriter:
                 self.batches += 1
                 self.events += count
                 self._settle(batches, None)
+                if self.checkpointer is not None:  # after the answers: it may take a while
+                    self.checkpointer.after_commit(self._raw)
                 return
             except Exception as exc:
                 log.error("database write failed, spooling events: %s", exc)
