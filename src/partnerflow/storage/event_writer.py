@@ -80,6 +80,7 @@ from partnerflow.storage.tracking_caps import ConversionCapStore, Execute, conve
 from partnerflow.storage.tracking_lookup import OfferInfo, ProgramInfo, TrackingLookup
 from partnerflow.storage.tracking_pricing import CursorFacts, PricingCache
 from partnerflow.storage.wal_checkpoint import WalCheckpointer
+from partnerflow.storage.wal_sync import WalSyncer
 from partnerflow.tracking.conversions import (
     ALLOWED,
     CapVerdict,
@@ -241,6 +242,15 @@ class EventWriter:
         self.sql = _Sql(engine.dialect.name)
         # SQLite: checkpoints run beside the writer, never inside its commits (p99).
         self.checkpointer = WalCheckpointer(engine) if self.sql.sqlite else None
+        # SQLite FULL/EXTRA: the WAL fsync runs beside the next batch (`storage.wal_sync`);
+        # `_sync_level` is the level the writer's connection is restored to, when in use.
+        database = engine.url.database if self.sql.sqlite else None
+        self.syncer = (
+            WalSyncer(Path(f"{database}-wal"), self._settle, DatabaseUnavailable)
+            if database and database != ":memory:"
+            else None
+        )
+        self._sync_level: int | None = None
         self._click_sql = self.sql(_insert_sql("clicks", CLICK_COLUMNS, "id"))
         self._impression_sql = self.sql(_insert_sql("impressions", IMPRESSION_COLUMNS, "id"))
         self._outbox_sql = self.sql(
@@ -274,6 +284,8 @@ class EventWriter:
             return
         self._thread = threading.Thread(target=self._run, name="pf-writer", daemon=True)
         self._thread.start()
+        if self.syncer is not None:
+            self.syncer.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
 
@@ -284,6 +296,8 @@ class EventWriter:
         self._q.put(None)
         self._thread.join(timeout=30)
         self._thread = None
+        if self.syncer is not None:
+            self.syncer.stop()  # answers every committed batch once it is synced
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self._disconnect()
@@ -399,6 +413,8 @@ class EventWriter:
             self._raw = self._fairy.driver_connection
             if self.checkpointer is not None:
                 self.checkpointer.configure_writer(self._raw)
+            if self.syncer is not None:
+                self._sync_level = self.syncer.configure_writer(self._raw)
         return self._raw
 
     def _disconnect(self, *, broken: bool = False) -> None:
@@ -411,9 +427,13 @@ class EventWriter:
             else:
                 if self.checkpointer is not None:
                     self.checkpointer.release_writer(fairy.driver_connection)
+                if self.syncer is not None and self._sync_level is not None:
+                    self.syncer.release_writer(fairy.driver_connection, self._sync_level)
                 fairy.close()
         except Exception:
             log.debug("closing a broken connection failed", exc_info=True)
+        finally:
+            self._sync_level = None
 
     def _begin(self, raw: Any) -> Any:
         cur = raw.cursor()
@@ -446,7 +466,11 @@ class EventWriter:
                     self._write(clicks, impressions, conversions, savepoints=True)
                 self.batches += 1
                 self.events += count
-                self._settle(batches, None)
+                if self._sync_level is not None:
+                    assert self.syncer is not None
+                    self.syncer.submit(batches)  # answered once the WAL is fsynced
+                else:
+                    self._settle(batches, None)
                 if self.checkpointer is not None:  # after the answers: it may take a while
                     self.checkpointer.after_commit(self._raw)
                 return
@@ -585,6 +609,9 @@ class EventWriter:
                     rows[start : start + 5000],
                 )
         raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
+        if self._sync_level is not None:
+            assert self.syncer is not None
+            self.syncer.sync_now()  # durable before the caller deletes the spool file
 
     # -- conversions -----------------------------------------------------------------------
     def _one_conversion(
