@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,18 +21,30 @@ if TYPE_CHECKING:
 
 
 class MemoryCounters:
-    """Counters in a dict; expired keys are swept every `sweep_every` operations, so memory
-    is bounded by the traffic of one window."""
+    """Counters in dicts, with their expiry times also queued in the order they were set.
+
+    Each call drops a few expired keys from the front of the queues (a key renewed since is
+    recognised by its newer expiry and kept), so memory is bounded by one window's traffic
+    and no call ever scans every key. (The first version rebuilt both dicts every 10,000
+    calls: at a day's dedupe window that is one entry per visitor, and at 260k keys the
+    rebuild took ~130 ms on the event loop — a stall every second under load, and ~13 µs
+    per click amortised, growing with the dict.)"""
 
     is_async = False
 
-    def __init__(self, *, sweep_every: int = 10_000, now: Any = time.monotonic) -> None:
+    def __init__(self, *, sweep_batch: int = 4, now: Any = time.monotonic) -> None:
         self._expiry: dict[str, float] = {}
-        self._counts: dict[str, tuple[int, float]] = {}
-        self._ops = 0
-        self._sweep_every = sweep_every
+        self._counts: dict[str, list[Any]] = {}  # key -> [count, expiry]
+        self._expiry_order: deque[tuple[float, str]] = deque()
+        self._count_order: deque[tuple[float, str]] = deque()
+        # Each call sets at most ~5 keys, so dropping a few more than that keeps up.
+        self._sweep_batch = max(sweep_batch, 1)
         self._now = now
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Keys held (dedupe and velocity), for tests and health figures."""
+        return len(self._expiry) + len(self._counts)
 
     def seen_recently(self, key: str, window_s: int) -> bool:
         now = self._now()
@@ -43,7 +56,9 @@ class MemoryCounters:
         expiry = self._expiry.get(key)
         if expiry is not None and expiry > now:
             return True
-        self._expiry[key] = now + window_s
+        expiry = now + window_s
+        self._expiry[key] = expiry
+        self._expiry_order.append((expiry, key))
         return False
 
     def incr(self, key: str, window_s: int) -> int:
@@ -53,12 +68,14 @@ class MemoryCounters:
             return self._incr(key, window_s, now)
 
     def _incr(self, key: str, window_s: int, now: float) -> int:
-        count, expiry = self._counts.get(key, (0, 0.0))
-        if expiry <= now:
-            count, expiry = 0, now + window_s
-        count += 1
-        self._counts[key] = (count, expiry)
-        return count
+        slot = self._counts.get(key)
+        if slot is not None and slot[1] > now:
+            slot[0] += 1
+            return int(slot[0])
+        expiry = now + window_s
+        self._counts[key] = [1, expiry]
+        self._count_order.append((expiry, key))
+        return 1
 
     def check_click(
         self, first: str, second: str, window_s: int, velocity_key: str | None, velocity_s: int
@@ -91,11 +108,22 @@ class MemoryCounters:
         return seen, by_ip, by_partner, by_visitor
 
     def _tick(self, now: float) -> None:
-        self._ops += 1
-        if self._ops % self._sweep_every:
-            return
-        self._expiry = {k: v for k, v in self._expiry.items() if v > now}
-        self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+        """Drop up to `sweep_batch` expired keys from the front of each queue."""
+        order, expiry = self._expiry_order, self._expiry
+        for _ in range(self._sweep_batch):
+            if not order or order[0][0] > now:
+                break
+            at, key = order.popleft()
+            if expiry.get(key) == at:  # not renewed since
+                del expiry[key]
+        order, counts = self._count_order, self._counts
+        for _ in range(self._sweep_batch):
+            if not order or order[0][0] > now:
+                break
+            at, key = order.popleft()
+            slot = counts.get(key)
+            if slot is not None and slot[1] == at:
+                del counts[key]
 
 
 class RedisCounters:

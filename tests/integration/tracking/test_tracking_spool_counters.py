@@ -42,7 +42,7 @@ def test_a_locked_spool_is_not_taken_by_another_drainer(tmp_path: Path) -> None:
 
 def test_memory_counters_dedupe_within_the_window() -> None:
     now = [100.0]
-    counters = MemoryCounters(now=lambda: now[0], sweep_every=2)
+    counters = MemoryCounters(now=lambda: now[0], sweep_batch=2)
     assert counters.seen_recently("k", 10) is False
     assert counters.seen_recently("k", 10) is True
     now[0] = 111.0

@@ -77,3 +77,66 @@ def test_rsgi_client_addresses() -> None:
     assert peer_ip("[2001:db8::1]:443") == "2001:db8::1"
     assert peer_ip("") is None
     assert peer_ip("203.0.113.7") == "203.0.113.7"
+
+
+class _ReferenceCounters:
+    """The counters' meaning, with no memory management at all."""
+
+    def __init__(self) -> None:
+        self.expiry: dict[str, float] = {}
+        self.counts: dict[str, tuple[int, float]] = {}
+
+    def seen(self, key: str, window: int, now: float) -> bool:
+        if self.expiry.get(key, -1.0) > now:
+            return True
+        self.expiry[key] = now + window
+        return False
+
+    def incr(self, key: str, window: int, now: float) -> int:
+        count, expiry = self.counts.get(key, (0, -1.0))
+        if expiry <= now:
+            count, expiry = 0, now + window
+        self.counts[key] = (count + 1, expiry)
+        return count + 1
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["seen", "incr"]),
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.sampled_from([1, 5, 30]),
+            st.floats(min_value=0, max_value=20, allow_nan=False),
+        ),
+        max_size=200,
+    ),
+    st.integers(min_value=1, max_value=8),
+)
+def test_memory_counters_answer_like_counters_that_never_forget(
+    ops: list[tuple[str, str, int, float]], sweep_batch: int
+) -> None:
+    now = [0.0]
+    counters = MemoryCounters(now=lambda: now[0], sweep_batch=sweep_batch)
+    reference = _ReferenceCounters()
+    for op, key, window, step in ops:
+        now[0] += step
+        if op == "seen":
+            assert counters.seen_recently(key, window) == reference.seen(key, window, now[0])
+        else:
+            assert counters.incr(key, window) == reference.incr(key, window, now[0])
+
+
+def test_memory_counters_forget_expired_keys_a_few_at_a_time() -> None:
+    now = [0.0]
+    counters = MemoryCounters(now=lambda: now[0])
+    for i in range(10_000):  # one window's traffic: every key is held
+        counters.seen_recently(f"visitor-{i}", 60)
+        counters.incr(f"ip-{i % 100}", 60)
+    assert len(counters) == 10_100
+    now[0] = 61.0  # all expired; each later call drops a few from the front
+    for i in range(3_000):
+        counters.seen_recently(f"new-{i}", 60)
+    assert len(counters) < 10_100 - 3_000 * 2
+    for _ in range(10_000):
+        counters.incr("steady", 60)
+    assert len(counters) == 3_000 + 1  # the new visitors and the steady counter
