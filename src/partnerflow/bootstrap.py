@@ -20,6 +20,8 @@ from partnerflow.core.ids import ProgramId
 from partnerflow.storage.cap_reservations import RedisCapCounter, SqlCapCounter, make_cap_counter
 from partnerflow.storage.caps import load_active_caps, store_alerts
 from partnerflow.storage.database import make_engine, read_only_connection, upgrade
+from partnerflow.storage.fraud_reviews import SqlFraudUnitOfWork
+from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.storage.tracking_caps import ConversionCapStore
 from partnerflow.storage.unit_of_work import SqlUnitOfWork
 
@@ -39,6 +41,26 @@ class Services:
         """A fresh unit of work (one transaction per `with`); conversions it records are
         held to the caps through the same counters as the tracker."""
         return SqlUnitOfWork(
+            self.engine,
+            self.clock,
+            cap_rules=self.cap_rules(),
+            cap_store=self.conversion_cap_store(),
+        )
+
+    def fraud_uow(self) -> SqlFraudUnitOfWork:
+        """`uow()` plus the fraud repositories: a rejection releases, and a reinstatement
+        takes back, the conversion's cap room in the deployment's counters (Redis too)."""
+        return SqlFraudUnitOfWork(
+            self.engine,
+            self.clock,
+            cap_rules=self.cap_rules(),
+            cap_store=self.conversion_cap_store(),
+        )
+
+    def money_uow(self) -> SqlMoneyUnitOfWork:
+        """`uow()` plus plans, rates and payouts (commission and payout use cases): a refund
+        or rejection releases the conversion's cap room in the deployment's counters."""
+        return SqlMoneyUnitOfWork(
             self.engine,
             self.clock,
             cap_rules=self.cap_rules(),

@@ -232,7 +232,7 @@ def build_report(
     groups: Iterable[Sums],
     names: Mapping[Any, str],
 ) -> Report:
-    """A report from `storage.reports.report_sums` groups (partner, offer or day)."""
+    """A report from `storage.reports.report_sums` groups (partner, offer, creative or day)."""
     measures: dict[Any, dict[str, int]] = {}
     for g in groups:
         measures[g.key] = {

@@ -38,7 +38,7 @@ ProgramOpt = Annotated[str | None, typer.Option(help="Program id or slug.")]
 
 def _uow() -> SqlMoneyUnitOfWork:
     svc = services()
-    return SqlMoneyUnitOfWork(svc.engine, svc.clock)
+    return svc.money_uow()
 
 
 def _read(path: Path) -> tuple[str, str]:

@@ -8,7 +8,6 @@ import typer
 
 from partnerflow.attribution.services import Explanation, explain_conversion
 from partnerflow.cli.runtime import handles_errors, print_json, services, to_jsonable
-from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 
 app = typer.Typer(help="Conversions and their explanations.", no_args_is_help=True)
 
@@ -54,7 +53,7 @@ def explain(
     """Which click or coupon, model and window, plan version and rule, holds, the
     arithmetic and every ledger entry with its reason."""
     svc = services()
-    found = explain_conversion(SqlMoneyUnitOfWork(svc.engine, svc.clock), conversion_id)
+    found = explain_conversion(svc.money_uow(), conversion_id)
     if as_json:
         print_json(explanation_json(found))
     else:

@@ -49,8 +49,7 @@ COLUMNS = ("id", "status", "action", "subject", "partner", "score", "reasons", "
 
 
 def _uow() -> SqlFraudUnitOfWork:
-    svc = services()
-    return SqlFraudUnitOfWork(svc.engine, svc.clock)
+    return services().fraud_uow()
 
 
 def _row(r: Review) -> tuple[Any, ...]:

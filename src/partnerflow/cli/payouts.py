@@ -28,7 +28,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 
 def _uow() -> SqlMoneyUnitOfWork:
     svc = services()
-    return SqlMoneyUnitOfWork(svc.engine, svc.clock)
+    return svc.money_uow()
 
 
 def batch_json(stored: StoredBatch) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import typer
 from partnerflow.cli.runtime import emit, handles_errors, print_json, services
 from partnerflow.commissions.services import import_rates
 from partnerflow.core.errors import InvalidInput
-from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 
 app = typer.Typer(help="Exchange rates (date,from,to,rate).", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -28,7 +27,7 @@ def import_file(
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {file}: {exc}", field="file") from None
     svc = services()
-    done = import_rates(SqlMoneyUnitOfWork(svc.engine, svc.clock), svc.clock,
+    done = import_rates(svc.money_uow(), svc.clock,
                         text.splitlines())  # fmt: skip
     if as_json:
         print_json(done)
@@ -41,7 +40,7 @@ def import_file(
 def list_rates(as_json: JsonFlag = False) -> None:
     """Every stored rate."""
     svc = services()
-    with SqlMoneyUnitOfWork(svc.engine, svc.clock) as uow:
+    with svc.money_uow() as uow:
         rates = uow.rates.all()
     emit(as_json, rates, "Exchange rates", ("from", "to", "valid from", "rate"),
          [(r.source, r.target, r.valid_from.isoformat(), r.rate) for r in rates])  # fmt: skip

@@ -1,5 +1,5 @@
 """`partnerflow report`: every KPI by partner, offer, link, day/week/month, sub-ID,
-country, device, channel or coupon (days in the program's timezone, --to inclusive), with
+country, device, channel, coupon or creative (days in the program's timezone, --to inclusive), with
 filters, a comparison with the previous period and CSV export; plus `report leaderboard`,
 `report partners` (active vs inactive), `report cohorts` and `report refresh` (rollups)."""
 
@@ -38,6 +38,7 @@ from partnerflow.programs.model import Program
 from partnerflow.storage import tables as t
 from partnerflow.storage.reports import (
     ad_spend_by,
+    creative_labels,
     customer_purchases,
     last_activity,
     program_revenue_total,
@@ -147,6 +148,8 @@ def _labels(dimension: str, keys: list[Any]) -> dict[Any, str]:
                 .where(table.c.id.in_(ids))
             )
             names = {r[0]: str(r[1]) for r in rows}
+        elif dimension == "creative":
+            names = creative_labels(conn, ids)
     if dimension in ("country", "device", "channel") or dimension.startswith("sub"):
         names[""] = "(unknown)" if not dimension.startswith("sub") else "(none)"
     if dimension == "coupon":

@@ -28,7 +28,6 @@ from partnerflow.partners.model import Partner, PartnerStatus
 from partnerflow.partners.ports import PartnersUnitOfWork
 from partnerflow.partners.services import change_status
 from partnerflow.storage import fraud_queries as q
-from partnerflow.storage.fraud_reviews import SqlFraudUnitOfWork
 
 app = typer.Typer(help="Partner screening.", no_args_is_help=True)
 
@@ -48,7 +47,7 @@ class Screened:
 
 def screen_partner(partner_id: int, *, apply: bool, actor: str) -> Screened:
     svc = services()
-    uow = SqlFraudUnitOfWork(svc.engine, svc.clock)
+    uow = svc.fraud_uow()
     with uow:
         partner = uow.partners.get(PartnerId(partner_id))
         if partner is None:
@@ -252,7 +251,7 @@ def screening_import(
         raise InvalidInput(f"cannot read {file}: {exc}", field="file") from None
     rows = parse_screening_csv(text, f"import:{file.name}")
     svc = services()
-    uow = SqlFraudUnitOfWork(svc.engine, svc.clock)
+    uow = svc.fraud_uow()
     with uow:
         for partner_id, data in rows.items():
             if uow.partners.get(PartnerId(partner_id)) is None:

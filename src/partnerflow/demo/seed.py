@@ -9,6 +9,12 @@ segments have something to find:
 - a handful of fraudulent partners send bot user agents from datacenter IPs, convert
   seconds after the click and get refunded far more often;
 - influencers (TikTok, Instagram, podcasts) bring coupon-only orders;
+- the Trail Club membership is a monthly subscription: members renew (a sale with the same
+  customer id) until they cancel, some since before the tracked window, so
+  `partnerflow churn forecast --offer "Trail Club membership"` has cohorts to fit;
+- the program has a small creatives library: banner partners send every click and
+  impression through a banner, influencers about half of theirs through a social post,
+  and some bloggers part of theirs through the product image or a post (`cr=` on the link);
 - weekends, a spring-sale spike and a diurnal curve shape the traffic.
 
 Fast: rows are generated day by day and written with DBAPI executemany (COPY on
@@ -20,6 +26,8 @@ from __future__ import annotations
 import base64
 import math
 import random
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -45,6 +53,11 @@ COOKIE_WINDOW_DAYS = 30
 DAYS = 90
 PARTNER_COUNT = 200
 MAX_CLICKS = 20_000_000
+# The Trail Club membership (the second offer) is a monthly subscription of CLUB_FEE.
+CLUB_OFFER = 1
+CLUB_FEE = Decimal("49.00")
+CLUB_CHURN = (1.2, 4.0)  # α, β of the monthly cancellation probability (mean 23 %)
+CLUB_SIGNUPS_PER_DAY = 6.0  # direct sign-ups before the tracked window, at 200k clicks
 _CHUNK = 20_000
 
 
@@ -172,6 +185,25 @@ _DATACENTER_PREFIXES = ("3.120", "52.28", "34.107", "35.190", "159.89", "167.99"
 _HOURLY = (2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 6, 7, 6, 6, 6, 6, 7, 8, 9, 9, 8, 6, 4)
 _HOUR_CW = tuple(sum(_HOURLY[: i + 1]) for i in range(24))
 _PLACEMENTS = ("sidebar", "review", "newsletter", "top10", "comparison", "bio", "story", "video")
+# (kind, title, text or None, (width, height, RGB) of the image or None)
+_CREATIVES = (
+    ("banner", "Spring sale leaderboard 728x90", None, (728, 90, (46, 125, 50))),
+    ("banner", "Trail gear rectangle 300x250", None, (300, 250, (21, 101, 192))),
+    ("product_image", "Summit 45 backpack", None, (400, 400, (239, 108, 0))),
+    (
+        "social_post",
+        "Spring sale post",
+        "Spring is here: up to 30% off tents, boots and packs at Northwind Outdoor. "
+        "My picks are behind the link!",
+        None,
+    ),
+    (
+        "social_post",
+        "Trail Club invite",
+        "Join me in the Northwind Trail Club: member prices and free repairs all year.",
+        None,
+    ),
+)
 
 _RFC_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -199,6 +231,8 @@ class _Partner:
     referrer: str | None
     links: list[tuple[int, int, float]] = field(default_factory=list)  # (link, offer, w)
     coupon: tuple[str, int] | None = None  # (code, offer id)
+    creatives: tuple[int, ...] = ()  # the creative ids their clicks may carry (`cr=`)
+    creative_share: float = 0.0  # the share of their clicks that carry one
 
 
 @dataclass
@@ -213,9 +247,12 @@ class _Ctx:
     conversions: list[tuple[Any, ...]] = field(default_factory=list)
     ledger: list[tuple[Any, ...]] = field(default_factory=list)
     customers: list[str] = field(default_factory=list)
+    # Trail Club members: (customer, acquiring partner or None, first payment); see _club.
+    members: list[tuple[str, int | None, datetime]] = field(default_factory=list)
     orders: int = 0
     clicks: int = 0
     impressions: int = 0
+    creative_rng: random.Random = field(default_factory=lambda: random.Random(0))
 
 
 def seed_demo(
@@ -254,7 +291,9 @@ def seed_demo(
                             field="program",
                         )
                     drop_demo(conn, existing)
-                result = _seed(conn, rng, now, clicks, sqlite)
+                # Creatives are drawn from their own generator, so adding them changed
+                # none of the other rows a seed gives.
+                result = _seed(conn, rng, now, clicks, sqlite, random.Random(f"cr:{seed}"))
         finally:
             if previous_sync is not None:
                 raw.execute(f"PRAGMA synchronous={previous_sync}")
@@ -286,7 +325,12 @@ def drop_demo(conn: Connection, program_id: int) -> None:
 
 
 def _seed(
-    conn: Connection, rng: random.Random, now: datetime, clicks: int, sqlite: bool
+    conn: Connection,
+    rng: random.Random,
+    now: datetime,
+    clicks: int,
+    sqlite: bool,
+    creative_rng: random.Random,
 ) -> SeedResult:
     zone = ZoneInfo(DEMO_TIMEZONE)
     today = now.astimezone(zone).date()
@@ -335,9 +379,12 @@ def _seed(
         )
     start_conv = conn.execute(select(func.coalesce(func.max(t.conversions.c.id), 0))).scalar_one()
     ctx = _Ctx(conn, program_id, offers, sqlite, now, rng, int(start_conv) + 1)
+    ctx.creative_rng = creative_rng
     partners = _partners(ctx, created)
     n_links, n_coupons = _links_and_coupons(ctx, partners, created)
+    _creatives(ctx, partners, created)
     _events(ctx, partners, first_day, clicks)
+    _club(ctx, created, first_day, clicks / 200_000)
     _flush_conversions(ctx)
     logins = _users(ctx, partners, created)
     return SeedResult(
@@ -509,6 +556,68 @@ def _links_and_coupons(ctx: _Ctx, partners: list[_Partner], created: datetime) -
     return len(link_rows), len(coupon_rows)
 
 
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A solid-colour PNG: real image bytes for the demo's banners without shipping files."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    pixels = (b"\x00" + bytes(rgb) * width) * height  # filter byte 0, then RGB per pixel
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(pixels, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _creatives(ctx: _Ctx, partners: list[_Partner], created: datetime) -> None:
+    """The creatives library, and which creatives each partner's clicks carry."""
+    rows = []
+    for kind, title, text, image in _CREATIVES:
+        data = _png(*image) if image else None
+        rows.append(
+            {
+                "program_id": ctx.program_id,
+                "kind": kind,
+                "title": title,
+                "text": text,
+                "content_type": "image/png" if data else None,
+                "size": len(data or b""),
+                "data": data,
+                "is_active": True,
+                "created_by": "demo",
+                "created_at": created + timedelta(days=100),
+            }
+        )
+    ctx.conn.execute(t.creatives.insert(), rows)
+    ids = list(
+        ctx.conn.execute(
+            select(t.creatives.c.id)
+            .where(t.creatives.c.program_id == ctx.program_id)
+            .order_by(t.creatives.c.id)
+        ).scalars()
+    )
+    # Banners go with impressions (display partners load the impression pixel), so only
+    # display partners use them: a blogger's banner clicks without impressions would show a
+    # CTR over 100 %. Bloggers use the product image or a ready-made post.
+    banners, image, posts = ids[:2], ids[2], ids[3:]
+    rng = ctx.creative_rng
+    for partner in partners:
+        if not partner.links or partner.kind == "fraud":
+            continue
+        if partner.kind == "display":
+            partner.creatives, partner.creative_share = tuple(banners), 1.0
+        elif partner.kind == "influencer":
+            partner.creatives, partner.creative_share = tuple(posts), 0.5
+        elif rng.random() < 0.4:
+            chosen = rng.sample((image, posts[0]), k=rng.randint(1, 2))
+            partner.creatives, partner.creative_share = tuple(chosen), rng.uniform(0.2, 0.7)
+
+
 def _day_weights(rng: random.Random, first_day: date) -> list[float]:
     weights = []
     for d in range(DAYS):
@@ -564,6 +673,8 @@ def _day_clicks(
     ua_choices = rng.choices
     rows: list[tuple[Any, ...]] = []
     display_clicks: dict[tuple[int, int, int], int] = {}
+    banner_clicks: dict[tuple[int, int, int], dict[int, int]] = {}
+    cr_random, cr_choice = ctx.creative_rng.random, ctx.creative_rng.choice
     for (partner, link_id, offer_index), hour in zip(picks, hours, strict=True):
         offset = hour * 3_600_000 + int(random_() * 3_600_000)
         if offset >= span:
@@ -589,6 +700,9 @@ def _day_clicks(
         unique = random_() < (0.3 if bot else 0.82)
         sub1 = choice(partner.placements) if partner.placements else None
         sub2 = "spring-sale" if 60 <= d < 64 and random_() < 0.5 else None
+        creative = None
+        if partner.creatives and cr_random() < partner.creative_share:
+            creative = cr_choice(partner.creatives)
         rows.append(
             (
                 click_id,
@@ -614,11 +728,15 @@ def _day_clicks(
                 False,
                 score,
                 flags,
+                creative,
             )
         )
         if partner.kind == "display":
             key = (partner.id, link_id, offers[offer_index]["id"])
             display_clicks[key] = display_clicks.get(key, 0) + 1
+            if creative is not None:
+                per = banner_clicks.setdefault(key, {})
+                per[creative] = per.get(creative, 0) + 1
         if not bot:
             offer = offers[offer_index]
             p = offer["base_cr"] * partner.cr_mult * (1.0 if unique else 0.5)
@@ -631,17 +749,17 @@ def _day_clicks(
     if rows:
         _insert(ctx, t.clicks, _CLICK_COLUMNS, rows)
         ctx.clicks += len(rows)
-    _impressions(ctx, display_clicks, start_ms, span)
+    _impressions(ctx, display_clicks, banner_clicks, start_ms, span)
 
 
 _CLICK_COLUMNS = (
     "id", "created_at", "program_id", "offer_id", "partner_id", "link_id", "ip",
     "user_agent", "referrer", "sub1", "sub2", "sub3", "sub4", "sub5", "country", "device",
-    "os", "browser", "is_unique", "is_bot", "is_qr", "fraud_score", "flags",
+    "os", "browser", "is_unique", "is_bot", "is_qr", "fraud_score", "flags", "creative_id",
 )  # fmt: skip
 _IMPRESSION_COLUMNS = (
     "id", "created_at", "program_id", "offer_id", "partner_id", "link_id", "ip",
-    "user_agent", "is_bot",
+    "user_agent", "is_bot", "creative_id",
 )  # fmt: skip
 _CONVERSION_COLUMNS = (
     "id", "created_at", "program_id", "offer_id", "partner_id", "click_id", "order_id",
@@ -655,12 +773,19 @@ _LEDGER_COLUMNS = (
 
 
 def _impressions(
-    ctx: _Ctx, display_clicks: dict[tuple[int, int, int], int], start_ms: int, span: int
+    ctx: _Ctx,
+    display_clicks: dict[tuple[int, int, int], int],
+    banner_clicks: dict[tuple[int, int, int], dict[int, int]],
+    start_ms: int,
+    span: int,
 ) -> None:
-    """Banner partners show impressions too (CTR between 0.8% and 2.5%)."""
+    """Banner partners show impressions too (CTR between 0.8% and 2.5%), each of a banner
+    in proportion to the clicks the banner got."""
     rng = ctx.rng
     rows: list[tuple[Any, ...]] = []
     for (partner_id, link_id, offer_id), n_clicks in sorted(display_clicks.items()):
+        per = banner_clicks.get((partner_id, link_id, offer_id), {})
+        banners, weights = list(per), list(per.values())
         ctr = rng.uniform(0.008, 0.025)
         for _ in range(int(n_clicks / ctr)):
             ms = start_ms + int(rng.random() * span)
@@ -676,6 +801,7 @@ def _impressions(
                     f"{83 + rng.getrandbits(5)}.{rng.getrandbits(8)}.{rng.getrandbits(8)}.7",
                     ua[0],
                     False,
+                    ctx.creative_rng.choices(banners, weights)[0] if banners else None,
                 )
             )
     if rows:
@@ -759,6 +885,8 @@ def _conversion(
     status = "reversed" if refunded_at else ("approved" if approved else "pending")
     flagged = fraud and delay_s < 15
     amount_micros = int(amount * 1_000_000)
+    if offer_index == CLUB_OFFER and not fraud and refunded_at is None:
+        ctx.members.append((customer, partner.id, at))  # fake sign-ups never renew
     ctx.conversions.append(
         (
             conversion_id,
@@ -826,6 +954,105 @@ def _entry(
         reason,
         author,
     )
+
+
+def _club(ctx: _Ctx, created: datetime, first_day: date, scale: float) -> None:
+    """The Trail Club membership is a monthly subscription: every member pays the fee again
+    a month after each payment (same day of the month, or its last day) until they cancel,
+    with a cancellation probability per month θ ~ Beta(CLUB_CHURN) of their own (the sBG of
+    `partnerflow churn forecast`). The club had members before partners sent clicks: they
+    joined on the brand's site since the program started (unattributed). Renewals are sales
+    of the same customer id, attributed by it to the acquiring partner, who earns the offer's
+    commission on each; nobody cancels by refunding. Random draws come after every click
+    and order, so the rest of the demo does not change with this."""
+    rng = ctx.rng
+    offer = ctx.offers[CLUB_OFFER]
+    day = created.astimezone(UTC).date()
+    while day < first_day:  # the members who joined before the tracked window
+        for _ in range(_poisson(rng, CLUB_SIGNUPS_PER_DAY * scale)):
+            at = datetime.combine(day, time(0), tzinfo=UTC) + timedelta(
+                seconds=rng.uniform(6 * 3600, 22 * 3600)
+            )
+            customer = f"C{len(ctx.customers) + 1:07d}"
+            ctx.customers.append(customer)
+            _club_payment(ctx, offer, customer, None, at, "none")
+            ctx.members.append((customer, None, at))
+        day += timedelta(days=1)
+    zone = ZoneInfo(DEMO_TIMEZONE)
+    seen: set[str] = set()
+    for customer, partner_id, joined in ctx.members:
+        if customer in seen:  # joined twice: the first membership is the one that renews
+            continue
+        seen.add(customer)
+        theta = rng.betavariate(*CLUB_CHURN)
+        local = joined.astimezone(zone)  # billed on the same local day of the month
+        month = 1
+        while True:
+            due = _months_later(local, month)
+            if due > ctx.now or rng.random() < theta:
+                break
+            _club_payment(ctx, offer, customer, partner_id, due, "customer")
+            month += 1
+
+
+def _months_later(at: datetime, months: int) -> datetime:
+    year, month = divmod(at.month - 1 + months, 12)
+    year, month = at.year + year, month + 1
+    last = (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    return at.replace(year=year, month=month, day=min(at.day, last))
+
+
+def _club_payment(
+    ctx: _Ctx,
+    offer: dict[str, Any],
+    customer: str,
+    partner_id: int | None,
+    at: datetime,
+    attributed_by: str,
+) -> None:
+    """One paid membership fee (a sale of the club offer), with its commission when a
+    partner is credited."""
+    ctx.orders += 1
+    conversion_id = ctx.next_conversion_id
+    ctx.next_conversion_id += 1
+    order_id = f"NW-{ctx.orders:08d}"
+    approve_at = at + timedelta(days=LOCK_PERIOD_DAYS)
+    approved = approve_at <= ctx.now
+    micros = int(CLUB_FEE * 1_000_000)
+    values: dict[str, Any] = {
+        "id": conversion_id,
+        "created_at": _ts_dt(ctx, at),
+        "program_id": ctx.program_id,
+        "offer_id": offer["id"],
+        "partner_id": partner_id,
+        "order_id": order_id,
+        "event_type": "sale",
+        "amount_micros": micros,
+        "currency": DEMO_CURRENCY,
+        "status": "approved" if approved else "pending",
+        "attributed_by": attributed_by if partner_id is not None else "none",
+        "customer_id": customer,
+        "is_flagged": False,
+        "refunded_micros": 0,
+    }
+    ctx.conversions.append(tuple(values.get(c) for c in _CONVERSION_COLUMNS))
+    if partner_id is None:
+        return
+    earned = commission_for(offer["plan"], "sale", Money(CLUB_FEE, DEMO_CURRENCY))
+    if earned is None:
+        return
+    amount = earned.amount.to_micros()
+    reason = f"{order_id}: {earned.explanation}"
+    add = ctx.ledger.append
+    txn = f"{ctx.rng.getrandbits(64):016x}"
+    add(_entry(ctx, txn, at, partner_id, conversion_id, "commission", "pending", amount, reason))
+    if approved:
+        txn = f"{ctx.rng.getrandbits(64):016x}"
+        why = f"{order_id}: lock period of {LOCK_PERIOD_DAYS} days over"
+        add(_entry(ctx, txn, approve_at, partner_id, conversion_id, "approval", "pending",
+                   -amount, why, "system:lock-period"))  # fmt: skip
+        add(_entry(ctx, txn, approve_at, partner_id, conversion_id, "approval", "approved",
+                   amount, why, "system:lock-period"))  # fmt: skip
 
 
 def _flush_conversions(ctx: _Ctx) -> None:

@@ -92,6 +92,27 @@ class ConversionState:
     flags: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class CapRetake:
+    """What counting a reinstated conversion against its caps again did. `reserved`: its cap
+    room is held again (False when nothing was to take: no matching cap, or it was still
+    held). `over`: the hard caps it was counted past (a manager's reinstatement is never
+    refused by a cap), one sentence each."""
+
+    reserved: bool
+    over: tuple[str, ...] = ()
+
+
+class ConversionCaps(ConversionCapReleases, Protocol):
+    """A conversion's cap reservation: released when fraud review rejects it, taken back
+    when the rejection is undone."""
+
+    def retake_conversion(self, conversion_id: int) -> CapRetake:
+        """Reserve the conversion's caps again under its own reservation id, even past a
+        full hard cap (counted, and reported in `over`); no-op if still reserved."""
+        ...
+
+
 class ReviewRepository(Protocol):
     def add(self, review: NewReview, actor: str, at: datetime) -> Review | None:
         """The stored review, or None when its `scan_key` is already queued."""
@@ -148,7 +169,7 @@ class FraudUnitOfWork(Protocol):
     @property
     def events(self) -> EventSink: ...
     @property
-    def conversion_caps(self) -> ConversionCapReleases: ...
+    def conversion_caps(self) -> ConversionCaps: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -17,8 +17,10 @@ reversed    the decision was taken back; the finding continues as a new open rev
 A transition applies the difference between two states, so "the ledger follows" every
 decision and every reversal: a commission reversal is an append-only ledger transaction
 (`fraud:<review>:reversal`), and undoing it appends the exact opposite entries
-(`fraud:<review>:reinstatement`) into the same buckets. A decision, with everything it
-changes, is one transaction; a bulk decision is all-or-nothing.
+(`fraud:<review>:reinstatement`) into the same buckets. The conversion's cap room follows
+too: released when it is rejected, taken back when it is reinstated (past a full cap if
+need be: the overshoot is reported, see docs/caps-and-goals.md). A decision, with everything
+it changes, is one transaction; a bulk decision is all-or-nothing.
 """
 
 from __future__ import annotations
@@ -219,6 +221,13 @@ def _reinstate_commission(
         status = "approved" if restored_approved else "pending"
         uow.conversion_marks.set_status(conversion_id, status)
         effects.append(f"conversion {conversion_id} back to {status}")
+        # It counts against its caps again. The manager's decision stands even if a cap
+        # filled up meanwhile: the conversion is counted past the limit and the overshoot
+        # is named here (kept in the audit row) and stored as a cap alert.
+        retake = uow.conversion_caps.retake_conversion(conversion_id)
+        if retake.reserved:
+            effects.append(f"conversion {conversion_id} cap room taken back")
+        effects += [f"conversion {conversion_id} counted over a full cap: {o}" for o in retake.over]
     return effects
 
 

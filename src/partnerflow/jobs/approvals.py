@@ -12,7 +12,6 @@ from collections.abc import Collection
 
 from partnerflow.bootstrap import Services
 from partnerflow.commissions.services import ApprovalRun, approve_commissions
-from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 
 
 def run_approvals(
@@ -20,12 +19,12 @@ def run_approvals(
 ) -> list[ApprovalRun]:
     """Approve due commissions of one program, or of every program (one transaction each)."""
     if program_id is None:
-        with SqlMoneyUnitOfWork(services.engine, services.clock) as uow:
+        with services.money_uow() as uow:
             ids = [p.id for p in uow.facts.programs()]
     else:
         ids = [program_id]
     return [
-        approve_commissions(SqlMoneyUnitOfWork(services.engine, services.clock),
+        approve_commissions(services.money_uow(),
                             services.clock, pid, held)
         for pid in ids
     ]  # fmt: skip

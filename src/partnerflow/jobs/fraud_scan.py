@@ -64,7 +64,7 @@ from partnerflow.fraud.signals import (
 )
 from partnerflow.storage import fraud_queries as q
 from partnerflow.storage import tables as t
-from partnerflow.storage.fraud_reviews import SqlFraudPolicies, SqlFraudUnitOfWork, SqlReviews
+from partnerflow.storage.fraud_reviews import SqlFraudPolicies, SqlReviews
 
 ACTOR = "system:fraud-scan"
 _STRENGTH = {Action.FLAG: 1, Action.HOLD: 2, Action.REJECT: 3, Action.SUSPEND: 3}
@@ -488,9 +488,7 @@ def scan_program(services: Services, program_id: int, *, actor: str = ACTOR) -> 
                 )
     findings += [f for f in click_reviews if f.scan_key not in open_clicks]
     for finding in findings:
-        decision = open_review(
-            SqlFraudUnitOfWork(services.engine, services.clock), services.clock, finding, actor
-        )
+        decision = open_review(services.fraud_uow(), services.clock, finding, actor)
         if decision is None:
             report.already_queued += 1
         else:

@@ -58,9 +58,10 @@ _TABLES: dict[str, tuple[tuple[str, str], str]] = {
             ("sub5", "VARCHAR"),
             ("is_unique", "BOOLEAN"),
             ("is_bot", "BOOLEAN"),
+            ("creative_id", "INTEGER"),
         ),  # type: ignore[dict-item]
         "SELECT {ts}, c.program_id, c.partner_id, c.offer_id, c.link_id, c.country, c.device,"
-        f" c.referrer, {_SUBS}, c.is_unique, c.is_bot FROM clicks c"
+        f" c.referrer, {_SUBS}, c.is_unique, c.is_bot, COALESCE(c.creative_id, 0) FROM clicks c"
         " WHERE c.program_id = {pid} AND c.created_at >= {start} AND c.created_at < {end}",
     ),
     "impressions": (
@@ -71,9 +72,10 @@ _TABLES: dict[str, tuple[tuple[str, str], str]] = {
             ("offer_id", "INTEGER"),
             ("link_id", "INTEGER"),
             ("is_bot", "BOOLEAN"),
+            ("creative_id", "INTEGER"),
         ),  # type: ignore[dict-item]
-        "SELECT {ts}, c.program_id, c.partner_id, c.offer_id, c.link_id, c.is_bot"
-        " FROM impressions c"
+        "SELECT {ts}, c.program_id, c.partner_id, c.offer_id, c.link_id, c.is_bot,"
+        " COALESCE(c.creative_id, 0) FROM impressions c"
         " WHERE c.program_id = {pid} AND c.created_at >= {start} AND c.created_at < {end}",
     ),
     "conversions": (
@@ -98,10 +100,12 @@ _TABLES: dict[str, tuple[tuple[str, str], str]] = {
             ("status", "VARCHAR"),
             ("currency", "VARCHAR"),
             ("amount_micros", "BIGINT"),
+            ("creative_id", "INTEGER"),
         ),  # type: ignore[dict-item]
         "SELECT v.id, {vts}, v.program_id, v.partner_id, COALESCE(v.offer_id, 0),"
         " COALESCE(c.link_id, 0), c.country, c.device, c.referrer, v.coupon_code,"
-        f" v.attributed_by, {_SUBS}, v.event_type, v.status, v.currency, v.amount_micros"
+        f" v.attributed_by, {_SUBS}, v.event_type, v.status, v.currency, v.amount_micros,"
+        " COALESCE(c.creative_id, 0)"
         " FROM conversions v LEFT JOIN clicks c ON c.id = v.click_id"
         " WHERE v.program_id = {pid} AND v.created_at >= {start} AND v.created_at < {end}"
         " AND v.partner_id IS NOT NULL AND v.status <> 'rejected'",
@@ -176,7 +180,7 @@ class DuckDBEvents:
             self.sql(
                 "SELECT program_id, ts // 900 AS b, partner_id, offer_id, link_id,"
                 " COALESCE(country, ''), COALESCE(device, ''), COALESCE(referrer, ''),"
-                f" {extra_c.replace('c.', '')},"
+                f" {extra_c.replace('c.', '')}, creative_id,"
                 " SUM(CASE WHEN NOT is_bot THEN 1 ELSE 0 END),"
                 " SUM(CASE WHEN NOT is_bot AND is_unique THEN 1 ELSE 0 END),"
                 " SUM(CASE WHEN is_bot THEN 1 ELSE 0 END)"
@@ -185,7 +189,8 @@ class DuckDBEvents:
         )
         grain.add_impressions(
             self.sql(
-                "SELECT program_id, ts // 900, partner_id, offer_id, link_id, COUNT(*)"
+                "SELECT program_id, ts // 900, partner_id, offer_id, link_id, creative_id,"
+                " COUNT(*)"
                 " FROM impressions WHERE NOT is_bot GROUP BY ALL"
             )
         )
@@ -193,7 +198,7 @@ class DuckDBEvents:
             "v.program_id, v.ts // 900, v.partner_id, v.offer_id, v.link_id,"
             " COALESCE(v.country, ''), COALESCE(v.device, ''), COALESCE(v.referrer, ''),"
             " COALESCE(v.coupon_code, ''), v.attributed_by,"
-            f" {extra_c.replace('c.', 'v.')}"
+            f" {extra_c.replace('c.', 'v.')}, v.creative_id"
         )
         grain.add_conversions(
             self.sql(

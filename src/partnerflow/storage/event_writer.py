@@ -106,11 +106,11 @@ log = logging.getLogger(__name__)
 CLICK_COLUMNS: Final = (
     "id", "created_at", "program_id", "offer_id", "partner_id", "link_id", "ip",
     "user_agent", "referrer", "sub1", "sub2", "sub3", "sub4", "sub5", "country", "device",
-    "os", "browser", "is_unique", "is_bot", "is_qr", "fraud_score", "flags",
+    "os", "browser", "is_unique", "is_bot", "is_qr", "fraud_score", "flags", "creative_id",
 )  # fmt: skip
 IMPRESSION_COLUMNS: Final = (
     "id", "created_at", "program_id", "offer_id", "partner_id", "link_id", "ip",
-    "user_agent", "is_bot",
+    "user_agent", "is_bot", "creative_id",
 )  # fmt: skip
 _TABLES: Final = {"clicks": CLICK_COLUMNS, "impressions": IMPRESSION_COLUMNS}
 _CLICK, _IMPRESSION, _CONVERSION, _STOP = 1, 2, 3, 4
@@ -595,7 +595,9 @@ class EventWriter:
             row = record.get("r")
             if table not in _TABLES or not isinstance(row, list):
                 continue
-            if len(row) != len(_TABLES[table]):
+            if len(row) == len(_TABLES[table]) - 1:
+                row = [*row, None]  # spooled before creative_id (migration 0010) was added
+            elif len(row) != len(_TABLES[table]):
                 continue
             created = row[1]
             if not self.sql.sqlite:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, select, update
 
-from partnerflow.core.clock import Clock
 from partnerflow.core.money import Money
 from partnerflow.payouts.batches import HeldLine, Payee, PayoutBatch, PayoutLine, Period
 from partnerflow.payouts.ports import StoredBatch
@@ -164,9 +163,6 @@ class SqlMoneyUnitOfWork(SqlUnitOfWork):
     facts: SqlConversionFacts
     payouts: SqlPayouts
     payees: SqlPayees
-
-    def __init__(self, engine: Engine, clock: Clock) -> None:
-        super().__init__(engine, clock)
 
     def __enter__(self) -> Self:
         outer = self._depth == 0

@@ -45,11 +45,13 @@ class Dimension(enum.StrEnum):
     PARTNER = "partner"
     OFFER = "offer"
     DAY = "day"
+    CREATIVE = "creative"  # the click's creative (`cr=`); 0 = none
 
 
 @dataclass(frozen=True, slots=True)
 class GroupSums:
-    """Raw sums for one report row; `key` is a partner id, an offer id or a local date."""
+    """Raw sums for one report row; `key` is a partner, offer or creative id (0: no
+    creative) or a local date."""
 
     key: int | date
     clicks: int = 0
@@ -98,6 +100,8 @@ def report_sums(conn: Connection, q: ReportQuery) -> list[GroupSums]:
     c, v, e = t.clicks, t.conversions, t.commission_entries
 
     def key_of(table: Any) -> ColumnElement[Any]:
+        if q.dimension is Dimension.CREATIVE:
+            return func.coalesce(c.c.creative_id, 0)  # conversions: their click's
         if q.dimension is Dimension.PARTNER:
             return table.c.partner_id  # type: ignore[no-any-return]
         if q.dimension is Dimension.OFFER:
@@ -121,6 +125,10 @@ def report_sums(conn: Connection, q: ReportQuery) -> list[GroupSums]:
     ).all()
 
     conv_key = key_of(v).label("k")
+    # By creative a conversion is grouped under its click's creative (none without a click).
+    conversions: Any = (
+        v.outerjoin(c, c.c.id == v.c.click_id) if q.dimension is Dimension.CREATIVE else v
+    )
     in_currency = v.c.currency == q.currency
     not_refunded = v.c.status != "reversed"
     conv_where = (
@@ -137,13 +145,14 @@ def report_sums(conn: Connection, q: ReportQuery) -> list[GroupSums]:
             _sum_if(v.c.status == "reversed").label("refunds"),
             _sum_if(in_currency & not_refunded, v.c.amount_micros).label("revenue"),
         )
+        .select_from(conversions)
         .where(*conv_where)
         .group_by(conv_key)
     ).all()
 
     commission_rows = conn.execute(
         select(conv_key, func.coalesce(func.sum(e.c.amount_micros), 0).label("commission"))
-        .select_from(e.join(v, e.c.conversion_id == v.c.id))
+        .select_from(e.join(conversions, e.c.conversion_id == v.c.id))
         .where(*conv_where, e.c.kind.in_(EARNING_KINDS), e.c.currency == q.currency)
         .group_by(conv_key)
     ).all()
@@ -191,9 +200,25 @@ def _day_mapper(timezone: str) -> Any:
     return to_day
 
 
+NO_CREATIVE_LABEL = "(none)"
+
+
+def creative_labels(conn: Connection, keys: Iterable[Any]) -> dict[Any, str]:
+    """Creative titles by id for report keys, and "(none)" for 0 (events without one)."""
+    ids = [k for k in keys if isinstance(k, int) and k]
+    names: dict[Any, str] = {0: NO_CREATIVE_LABEL}
+    if ids:
+        cr = t.creatives.c
+        rows = conn.execute(select(cr.id, cr.title).where(cr.id.in_(ids)))
+        names.update({int(i): str(title) for i, title in rows})
+    return names
+
+
 def labels(conn: Connection, dimension: Dimension, keys: Iterable[Any]) -> dict[Any, str]:
-    """Display names for partner / offer keys (days label themselves)."""
+    """Display names for partner / offer / creative keys (days label themselves)."""
     wanted = [k for k in keys if isinstance(k, int)]
+    if dimension is Dimension.CREATIVE:
+        return creative_labels(conn, wanted)
     if dimension is Dimension.DAY or not wanted:
         return {}
     table = t.partners if dimension is Dimension.PARTNER else t.offers

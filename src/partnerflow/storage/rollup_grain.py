@@ -40,9 +40,10 @@ CONVERSION_MEASURES = (
 LEAD_TYPES = frozenset({"lead", "signup"})
 
 # (program_id, day, partner_id, offer_id, link_id, country, device, channel, coupon_code,
-#  extra) — `extra` is '' in rollups and a sub-ID value in ad-hoc sub-ID reports.
-GrainKey = tuple[int, date, int, int, int, str, str, str, str, str]
-P, DAY, PARTNER, OFFER, LINK, COUNTRY, DEVICE, CHANNEL, COUPON, EXTRA = range(10)
+#  extra, creative_id) — `extra` is '' in rollups and a sub-ID value in ad-hoc sub-ID
+# reports; `creative_id` is 0 for events without a creative.
+GrainKey = tuple[int, date, int, int, int, str, str, str, str, str, int]
+P, DAY, PARTNER, OFFER, LINK, COUNTRY, DEVICE, CHANNEL, COUPON, EXTRA, CREATIVE = range(11)
 
 # Dimensions a report can be grouped by, and the grain field each reads.
 DIMENSION_FIELD: Mapping[str, int] = {
@@ -56,11 +57,12 @@ DIMENSION_FIELD: Mapping[str, int] = {
     "device": DEVICE,
     "channel": CHANNEL,
     "coupon": COUPON,
+    "creative": CREATIVE,
     **{f"sub{i}": EXTRA for i in range(1, 6)},
 }
 TIME_DIMENSIONS = frozenset({"day", "week", "month"})
 # Impressions carry no geo, device, referrer, coupon or sub-ID: by those dimensions they are
-# left out (CTR n/a) rather than shown as an "unknown" row.
+# left out (CTR n/a) rather than shown as an "unknown" row. They do carry their creative.
 NO_IMPRESSIONS = frozenset(
     {"country", "device", "channel", "coupon"} | {f"sub{i}" for i in range(1, 6)}
 )
@@ -134,8 +136,10 @@ class GrainBuilder:
 
     def add_clicks(self, rows: Iterable[Sequence[Any]]) -> None:
         """rows: (program_id, bucket, partner_id, offer_id, link_id, country, device,
-        referrer, extra, non-bot clicks, non-bot unique clicks, bot clicks)."""
-        for pid, bucket, partner, offer, link, country, device, ref, extra, n, uniq, bots in rows:
+        referrer, extra, creative_id, non-bot clicks, non-bot unique clicks, bot clicks)."""
+        for row in rows:
+            pid, bucket, partner, offer, link, country, device, ref, extra, cr = row[:10]
+            n, uniq, bots = row[10:]
             key: GrainKey = (
                 int(pid),
                 self.day(pid, bucket),
@@ -147,6 +151,7 @@ class GrainBuilder:
                 click_channel(ref, self.networks.get(int(partner))),
                 "",
                 extra or "",
+                int(cr or 0),
             )
             slot = self._slot(self.traffic, key, 4)
             slot[0] += int(n)
@@ -154,8 +159,9 @@ class GrainBuilder:
             slot[2] += int(bots)
 
     def add_impressions(self, rows: Iterable[Sequence[Any]]) -> None:
-        """rows: (program_id, bucket, partner_id, offer_id, link_id, non-bot impressions)."""
-        for pid, bucket, partner, offer, link, n in rows:
+        """rows: (program_id, bucket, partner_id, offer_id, link_id, creative_id, non-bot
+        impressions)."""
+        for pid, bucket, partner, offer, link, cr, n in rows:
             key: GrainKey = (
                 int(pid),
                 self.day(pid, bucket),
@@ -167,11 +173,12 @@ class GrainBuilder:
                 "",
                 "",
                 "",
+                int(cr or 0),
             )
             self._slot(self.traffic, key, 4)[3] += int(n)
 
     def _conversion_key(self, row: Sequence[Any]) -> GrainKey:
-        pid, bucket, partner, offer, link, country, device, ref, coupon, by, extra = row[:11]
+        pid, bucket, partner, offer, link, country, device, ref, coupon, by, extra, cr = row[:12]
         return (
             int(pid),
             self.day(pid, bucket),
@@ -183,15 +190,17 @@ class GrainBuilder:
             conversion_channel(by, ref, self.networks.get(int(partner))),
             coupon or "",
             extra or "",
+            int(cr or 0),
         )
 
     def add_conversions(self, rows: Iterable[Sequence[Any]]) -> None:
         """rows: (program_id, bucket, partner_id, offer_id, link_id, country, device,
-        referrer, coupon_code, attributed_by, extra, event_type, status, currency,
-        count, sum of amount_micros) — counted (attributed, not rejected) conversions only."""
+        referrer, coupon_code, attributed_by, extra, creative_id (the click's), event_type,
+        status, currency, count, sum of amount_micros) — counted (attributed, not rejected)
+        conversions only."""
         for row in rows:
             key = self._conversion_key(row)
-            event_type, status, currency, n, amount = row[11:16]
+            event_type, status, currency, n, amount = row[12:17]
             n, amount = int(n), int(amount or 0)
             slot = self._slot(self.conversions, key, 8)
             slot[0] += n
@@ -209,10 +218,10 @@ class GrainBuilder:
                     slot[6] += amount
 
     def add_ledger(self, rows: Iterable[Sequence[Any]]) -> None:
-        """rows: the first 11 fields of a conversion row, then (currency, sum of the
+        """rows: the first 12 fields of a conversion row, then (currency, sum of the
         commission, reversal and adjustment entries in micro-units)."""
         for row in rows:
-            currency, amount = row[11], int(row[12] or 0)
+            currency, amount = row[12], int(row[13] or 0)
             if currency != self.programs[int(row[0])].currency:
                 continue
             self._slot(self.conversions, self._conversion_key(row), 8)[7] += amount

@@ -54,6 +54,7 @@ from partnerflow.storage.channels import partner_network
 from partnerflow.storage.reports import EARNING_KINDS, _bucket, local_day_bounds
 from partnerflow.storage.rollup_grain import (
     CONVERSION_MEASURES,
+    CREATIVE,
     NO_FILTERS,
     TRAFFIC_MEASURES,
     Filters,
@@ -78,6 +79,7 @@ _GRAIN_KEYS = (
     "country",
     "device",
     "channel",
+    "creative_id",
 )
 
 
@@ -150,6 +152,7 @@ def add_raw_traffic(
         _nz(c.device),
         _nz(c.referrer),
         extra_col,
+        func.coalesce(c.creative_id, 0),
     )
     labelled = [d.label(f"d{i}") for i, d in enumerate(dims)]
     rows = conn.execute(
@@ -169,7 +172,14 @@ def add_raw_traffic(
         idims = [
             d.label(f"i{n}")
             for n, d in enumerate(
-                (i.program_id, _bucket(conn, i.created_at), i.partner_id, i.offer_id, i.link_id)
+                (
+                    i.program_id,
+                    _bucket(conn, i.created_at),
+                    i.partner_id,
+                    i.offer_id,
+                    i.link_id,
+                    func.coalesce(i.creative_id, 0),
+                )
             )
         ]
         grain.add_impressions(
@@ -203,6 +213,7 @@ def add_raw_conversions(
         _nz(v.coupon_code),
         v.attributed_by,
         extra_col,
+        func.coalesce(c.creative_id, 0),  # the click's: conversions carry no creative
     )
     counted = (v.partner_id.is_not(None), v.status != "rejected", *where)
     joined = t.conversions.outerjoin(t.clicks, c.id == v.click_id)
@@ -281,7 +292,7 @@ def _upsert_add(
 def _traffic_rows(grain: Mapping[GrainKey, Sequence[int]]) -> list[dict[str, Any]]:
     return [
         {
-            **dict(zip(_GRAIN_KEYS, key[:8], strict=True)),
+            **dict(zip(_GRAIN_KEYS, (*key[:8], key[CREATIVE]), strict=True)),
             **dict(zip(TRAFFIC_MEASURES, values, strict=True)),
         }
         for key, values in grain.items()
@@ -291,7 +302,7 @@ def _traffic_rows(grain: Mapping[GrainKey, Sequence[int]]) -> list[dict[str, Any
 def _conversion_rows(grain: Mapping[GrainKey, Sequence[int]]) -> list[dict[str, Any]]:
     return [
         {
-            **dict(zip(_GRAIN_KEYS, key[:8], strict=True)),
+            **dict(zip(_GRAIN_KEYS, (*key[:8], key[CREATIVE]), strict=True)),
             "coupon_code": key[8],
             **dict(zip(CONVERSION_MEASURES, values, strict=True)),
         }
@@ -475,6 +486,7 @@ _ROLLUP_COLUMN = {
     "device": "device",
     "channel": "channel",
     "coupon": "coupon_code",
+    "creative": "creative_id",
 }
 ROLLUP_DIMENSIONS = frozenset(_ROLLUP_COLUMN)
 

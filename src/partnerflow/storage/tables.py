@@ -167,6 +167,9 @@ clicks = Table(
     Column("is_qr", Boolean, nullable=False, default=False),
     Column("fraud_score", SmallInteger, nullable=False, default=0),
     Column("flags", Text),
+    # --- Creatives on events (migration 0010): the `cr=` of the link, when it named an
+    # active creative of the program; NULL otherwise. No index: reports read the rollups.
+    Column("creative_id", Integer),
     Index("ix_clicks_program_created", "program_id", "created_at"),
     Index("ix_clicks_partner_created", "partner_id", "created_at"),
 )
@@ -183,6 +186,7 @@ impressions = Table(
     Column("ip", String(45)),
     Column("user_agent", Text),
     Column("is_bot", Boolean, nullable=False),
+    Column("creative_id", Integer),  # migration 0010, as on clicks
     Index("ix_impressions_program_created", "program_id", "created_at"),
 )
 
@@ -898,7 +902,8 @@ resources = Table(
 # of clicks read thousands of rows. Keys never hold NULL ('' = unknown, 0 = none) because
 # they are primary keys. `rollup_traffic` is additive (clicks folded once, past a high-water
 # mark); `rollup_conversions` is recomputed per dirty day (conversions change status).
-# See storage/rollups.py and docs/kpis.md.
+# See storage/rollups.py and docs/kpis.md. `creative_id` (0 = none) joined the keys in
+# migration 0010, which emptied both tables and their marks so they fold again from scratch.
 rollup_traffic = Table(
     "rollup_traffic",
     metadata,
@@ -910,6 +915,7 @@ rollup_traffic = Table(
     Column("country", String(2), primary_key=True),
     Column("device", String(16), primary_key=True),
     Column("channel", String(32), primary_key=True),
+    Column("creative_id", Integer, primary_key=True),
     Column("clicks", BigInteger, nullable=False),
     Column("unique_clicks", BigInteger, nullable=False),
     Column("bot_clicks", BigInteger, nullable=False),
@@ -931,6 +937,7 @@ rollup_conversions = Table(
     Column("device", String(16), primary_key=True),
     Column("channel", String(32), primary_key=True),
     Column("coupon_code", String(64), primary_key=True),
+    Column("creative_id", Integer, primary_key=True),
     Column("conversions", BigInteger, nullable=False),
     Column("refunds", BigInteger, nullable=False),
     Column("sales", BigInteger, nullable=False),

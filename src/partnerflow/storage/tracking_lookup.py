@@ -1,6 +1,7 @@
 """In-memory snapshot of what the tracker reads on every request: links (with their offer,
-partner and program), programs by postback token, coupons, offers, partner statuses and the
-active caps of each program (so a program without caps costs one dict lookup per click).
+partner and program, and the program's active creative ids for `cr=`), programs by
+postback token, coupons, offers, partner statuses and the active caps of each program (so
+a program without caps costs one dict lookup per click).
 
 The hot path must not wait on the database to find a link, so the whole (small) catalogue
 is loaded into dicts and reloaded every `ttl` seconds by a background thread. A code or
@@ -23,7 +24,7 @@ from sqlalchemy import Engine, select
 from partnerflow.caps.model import CapRule
 from partnerflow.storage import tables as t
 from partnerflow.storage.caps import SqlCaps
-from partnerflow.tracking.clicks import LinkTarget
+from partnerflow.tracking.clicks import NO_CREATIVES, LinkTarget
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Snapshot:
     coupons: dict[tuple[int, str], CouponInfo]
     # Active caps by program id, then cap id; a program without caps is absent.
     caps: dict[int, dict[int, CapRule]] = field(default_factory=dict)
+    # Active creative ids by program id; a program without creatives is absent.
+    creatives: dict[int, frozenset[int]] = field(default_factory=dict)
 
 
 def _program(row: Any) -> ProgramInfo:
@@ -105,6 +108,7 @@ def _link(
     programs: dict[int, ProgramInfo],
     offers: dict[int, OfferInfo],
     partner_status: dict[int, str],
+    creatives: dict[int, frozenset[int]],
 ) -> LinkTarget | None:
     offer = offers.get(row.offer_id)
     program = programs.get(row.program_id)
@@ -123,6 +127,7 @@ def _link(
         cookie_window_days=program.cookie_window_days,
         fallback_url=offer.fallback_url or program.fallback_url,
         sub_ids=dict(row.sub_ids or {}),
+        creative_ids=creatives.get(row.program_id, NO_CREATIVES),
     )
 
 
@@ -133,9 +138,16 @@ def load_snapshot(engine: Engine) -> Snapshot:
         partner_status = {
             r.id: r.status for r in conn.execute(select(t.partners.c.id, t.partners.c.status))
         }
+        active: dict[int, set[int]] = {}
+        cr = t.creatives.c  # ids only: never the creatives' bytes
+        for creative_id, program_id in conn.execute(
+            select(cr.id, cr.program_id).where(cr.is_active.is_(True))
+        ):
+            active.setdefault(program_id, set()).add(creative_id)
+        creatives = {pid: frozenset(ids) for pid, ids in active.items()}
         links: dict[str, LinkTarget] = {}
         for r in conn.execute(select(t.tracking_links)):
-            target = _link(r, programs, offers, partner_status)
+            target = _link(r, programs, offers, partner_status, creatives)
             if target is not None:
                 links[r.code] = target
         coupons = {
@@ -153,6 +165,7 @@ def load_snapshot(engine: Engine) -> Snapshot:
         partner_status=partner_status,
         coupons=coupons,
         caps=caps,
+        creatives=creatives,
     )
 
 

@@ -3,21 +3,26 @@
 `with uow:` begins; leaving the block normally commits, an exception rolls back, so a use
 case that raises leaves nothing half-written — including the domain events it published
 (`events`, the transactional outbox). Satisfies each capability's UnitOfWork port.
+
+Cap counters in Redis live outside the transaction: when it ends, `conversion_caps` gives
+back what a committed transaction released, or what a rolled-back one reserved; cap alerts
+raised in it are stored after the commit (see `storage.tracking_caps`).
 """
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Connection, Engine, select
 
-from partnerflow.caps.model import CapRule
+from partnerflow.caps.model import CapAlert, CapRule
 from partnerflow.core.clock import Clock
 from partnerflow.core.ids import ProgramId
 from partnerflow.storage import tables as t
 from partnerflow.storage.audit import SqlAudit
-from partnerflow.storage.caps import SqlCaps
+from partnerflow.storage.caps import SqlCaps, store_alerts
 from partnerflow.storage.catalog import SqlCoupons, SqlLinks, SqlOffers, SqlPartners, SqlPrograms
 from partnerflow.storage.events import SqlClicks, SqlConversions
 from partnerflow.storage.ledger import SqlLedger
@@ -25,6 +30,8 @@ from partnerflow.storage.outbox import SqlOutbox
 from partnerflow.storage.plans import SqlConversionFacts, SqlPlans
 from partnerflow.storage.rates import SqlRates
 from partnerflow.storage.tracking_caps import ConversionCapStore, Rules, SqlConversionCaps
+
+log = logging.getLogger(__name__)
 
 
 class SqlUnitOfWork:
@@ -61,6 +68,7 @@ class SqlUnitOfWork:
         self._cap_store = cap_store or ConversionCapStore()
         self._conn: Connection | None = None
         self._depth = 0
+        self._cap_alerts: list[tuple[CapAlert, CapRule]] = []
 
     def __enter__(self) -> Self:
         # Re-entrant: a use case may call another inside the same transaction.
@@ -83,8 +91,14 @@ class SqlUnitOfWork:
         self.plans = SqlPlans(conn)
         self.facts = SqlConversionFacts(conn)
         self.rates = SqlRates(conn)
+        self._cap_alerts = []
         self.conversion_caps = SqlConversionCaps(
-            conn, self._cap_rules or self._caps_in_transaction, self._cap_store, self._timezone
+            conn,
+            self._cap_rules or self._caps_in_transaction,
+            self._cap_store,
+            self._timezone,
+            self._cap_alerts.extend,
+            now=self.clock.now,
         )
         return self
 
@@ -108,13 +122,34 @@ class SqlUnitOfWork:
             return
         conn, self._conn = self._conn, None
         assert conn is not None
+        committed = False
         try:
             if exc_type is None:
                 conn.commit()
+                committed = True
             else:
                 conn.rollback()
         finally:
-            conn.close()
+            try:
+                conn.close()
+            finally:
+                self._settle_caps(committed)
+
+    def _settle_caps(self, committed: bool) -> None:
+        """What the transaction did to caps outside the database follows its outcome (a
+        failed commit counts as a rollback)."""
+        alerts, self._cap_alerts = self._cap_alerts, []
+        if not committed:
+            self.conversion_caps.rolled_back()
+            return
+        self.conversion_caps.committed()
+        if alerts:
+            try:
+                store_alerts(
+                    self.engine, [(a, rule.metric) for a, rule in alerts], self.clock.now()
+                )
+            except Exception:
+                log.exception("could not store %d cap alerts", len(alerts))
 
     @property
     def connection(self) -> Connection:

@@ -56,7 +56,7 @@ from partnerflow.core.ids import click_id_time_ms
 from partnerflow.core.money import MICROS, Money
 from partnerflow.segments.model import PartnerPeriodFeatures
 from partnerflow.storage import tables as t
-from partnerflow.storage.reports import BUCKET_SECONDS, EARNING_KINDS
+from partnerflow.storage.reports import BUCKET_SECONDS, EARNING_KINDS, creative_labels
 
 COUNTED_STATUSES = ("pending", "approved")
 ALL_TIME_START = datetime(2000, 1, 1, tzinfo=UTC)
@@ -1290,8 +1290,9 @@ def _aware(value: Any) -> datetime:
 
 
 def report_labels(conn: Connection, dimension: str, keys: Iterable[Any]) -> dict[Any, str]:
-    """Display names of report groups: partner and offer names, link codes, and words
-    for the empty groups (no link, unknown country, no coupon)."""
+    """Display names of report groups: partner and offer names, link codes, creative
+    titles, and words for the empty groups (no link, unknown country, no coupon, no
+    creative)."""
     ids = [k for k in keys if isinstance(k, int) and k]
     names: dict[Any, str] = {}
     if dimension == "link":
@@ -1312,6 +1313,8 @@ def report_labels(conn: Connection, dimension: str, keys: Iterable[Any]) -> dict
         names[""] = "(unknown)"
     elif dimension == "coupon":
         names[""] = "(no coupon)"
+    elif dimension == "creative":
+        names = creative_labels(conn, ids)
     return names
 
 

@@ -3,6 +3,8 @@
 Everything here runs on the hot path for every click, so it is plain string work with no
 I/O. The one rule that matters most: `safe_deep_link` only ever returns a URL whose host a
 browser will resolve to one of the offer's allowed domains — never an open redirect.
+A `cr=<creative id>` names the creative the visitor clicked (or saw); it is kept only when
+it is an active creative of the link's program, and never passed on to the landing page.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from partnerflow.tracking.model import SUB_ID_KEYS
 from partnerflow.tracking.rules import SUB_ID_MAX
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+CREATIVE_KEY = "cr"
+# Creative ids are 32-bit integers: at most 10 digits, no sign, no leading zero.
+CREATIVE_ID_MAX_DIGITS = 10
+NO_CREATIVES: frozenset[int] = frozenset()
 MAX_QUERY_BYTES = 4096
 MAX_DEEP_LINK = 2048
 # Statuses under which a link redirects to its offer (others go to the fallback URL).
@@ -45,6 +51,8 @@ class ClickParams:
     deep_link: str | None = None
     qr: bool = False
     js: bool = False
+    # The creative (`cr`) when it is an active creative of the link's program.
+    creative_id: int | None = None
     # Parameters we dropped, with why (kept on the click row so the partner can be told).
     dropped: tuple[str, ...] = ()
 
@@ -65,6 +73,8 @@ class LinkTarget:
     cookie_window_days: int
     fallback_url: str | None = None
     sub_ids: dict[str, str] = field(default_factory=dict)
+    # Active creatives of the program (one frozenset shared by all its links).
+    creative_ids: frozenset[int] = NO_CREATIVES
 
     @property
     def redirects(self) -> bool:
@@ -130,13 +140,47 @@ def _sub_id_problem(value: str) -> str | None:
     return None
 
 
-def click_params(
-    query: Mapping[str, str], defaults: Mapping[str, str] | None = None
-) -> ClickParams:
-    """Sub-ids (request values over the link's defaults), UTM passthrough, flags.
+def creative_param(value: str | None, active: frozenset[int]) -> tuple[int | None, str | None]:
+    """(creative id, None) for a `cr` value naming one of the `active` creative ids;
+    (None, why) for anything else; (None, None) when there is no value."""
+    if not value:
+        return None, None
+    if (
+        len(value) > CREATIVE_ID_MAX_DIGITS
+        or not value.isascii()
+        or not value.isdigit()
+        or value[0] == "0"
+    ):
+        return None, f"{CREATIVE_KEY}:invalid"
+    creative_id = int(value)
+    if creative_id not in active:
+        return None, f"{CREATIVE_KEY}:unknown"
+    return creative_id, None
 
-    A malformed sub-id is dropped rather than refused: the visitor still reaches the offer
-    (the better experience) and the click row says which parameter was dropped and why.
+
+def query_creative(raw: bytes | str, active: frozenset[int]) -> int | None:
+    """The creative of an impression request's query string, or None. Tolerant: an
+    impression pixel always answers its GIF, so a query that does not parse names none."""
+    if not raw or not active:
+        return None
+    try:
+        value = parse_query(raw).get(CREATIVE_KEY)
+    except InvalidInput:
+        return None
+    return creative_param(value, active)[0]
+
+
+def click_params(
+    query: Mapping[str, str],
+    defaults: Mapping[str, str] | None = None,
+    creatives: frozenset[int] = NO_CREATIVES,
+) -> ClickParams:
+    """Sub-ids (request values over the link's defaults), UTM passthrough, the creative
+    (`cr`, kept when it is one of `creatives`: the program's active ones), flags.
+
+    A malformed sub-id or creative is dropped rather than refused: the visitor still
+    reaches the offer (the better experience) and the click row says which parameter was
+    dropped and why.
     """
     subs: dict[str, str] = dict(defaults or {})
     dropped: list[str] = []
@@ -158,12 +202,19 @@ def click_params(
                 dropped.append(f"{key}:invalid")
             else:
                 utm.append((key, value))
+    creative_id = None
+    value = query.get(CREATIVE_KEY)
+    if value:
+        creative_id, problem = creative_param(value, creatives)
+        if problem:
+            dropped.append(problem)
     return ClickParams(
         sub_ids=subs,
         utm=tuple(utm),
         deep_link=query.get("url") or None,
         qr=query.get("qr", "") in {"1", "true", "yes"},
         js=query.get("js", "") in {"1", "true"},
+        creative_id=creative_id,
         dropped=tuple(dropped),
     )
 

@@ -131,7 +131,7 @@ class PartnerflowApp:
                 forwarded = raw.decode("latin-1")
         client = scope.get("client")
         call = self.tracker.impression(
-            scope["path"][3:], ua, client[0] if client else None, forwarded
+            scope["path"][3:], ua, client[0] if client else None, forwarded, scope["query_string"]
         )
         await send_reply(send, await guarded(call, scope["method"], scope["path"]))
 

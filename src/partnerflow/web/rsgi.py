@@ -117,7 +117,7 @@ class TrackerRSGI:
             headers = scope.headers
             call = self.tracker.impression(
                 path[3:], headers.get("user-agent"), peer_ip(scope.client),
-                headers.get("x-forwarded-for"),
+                headers.get("x-forwarded-for"), scope.query_string,
             )  # fmt: skip
             return await guarded(call, scope.method, path)
         if path == "/pf.js":

@@ -49,6 +49,7 @@ from partnerflow.tracking.clicks import (
     landing_parts,
     landing_url,
     parse_query,
+    query_creative,
     read_cookies,
 )
 from partnerflow.tracking.identifiers import fast_click_id as new_click_id
@@ -91,7 +92,7 @@ PF_JS = (
     b"var q=new URLSearchParams(location.search),c=q.get('pf');if(!c)return;"
     b"var p=new URLSearchParams();p.set('js','1');"
     b"['sub1','sub2','sub3','sub4','sub5','utm_source','utm_medium','utm_campaign','utm_term',"
-    b"'utm_content'].forEach(function(k){var v=q.get(k);if(v)p.set(k,v)});"
+    b"'utm_content','cr'].forEach(function(k){var v=q.get(k);if(v)p.set(k,v)});"
     b"if(document.referrer)p.set('ref',document.referrer);"
     b"fetch(b+'/c/'+encodeURIComponent(c)+'?'+p.toString(),{credentials:'include',mode:'cors'})"
     b".then(function(r){return r.ok?r.json():null}).then(function(d){if(d&&d.click_id){"
@@ -433,7 +434,7 @@ class Tracker:
         if plan is None or plan.target is not target:  # new link or refreshed snapshot
             plan = self._plan(code, target)
         q = parse_query(query) if query else {}
-        params = click_params(q, target.sub_ids)
+        params = click_params(q, target.sub_ids, target.creative_ids)
         if not target.redirects:
             if target.fallback_url:
                 return 302, [("location", target.fallback_url), NO_STORE], b""
@@ -496,6 +497,7 @@ class Tracker:
                 agent.text, referrer, subs.get("sub1"), subs.get("sub2"), subs.get("sub3"),
                 subs.get("sub4"), subs.get("sub5"), geo.country_of(ip), agent.device,
                 agent.os, agent.browser, not seen, agent.bot, params.qr, score, flags,
+                params.creative_id,
             )
         )  # fmt: skip
         headers: Headers = [("set-cookie", f"pf_click={click_id}{plan.click_cookie}"), NO_STORE]
@@ -515,7 +517,7 @@ class Tracker:
 
     # -- impressions and the JS snippet ----------------------------------------------------
     async def impression(self, code: str, ua: str | None, peer: str | None, forwarded: str | None
-                         = None) -> Reply:  # fmt: skip
+                         = None, query: bytes | str = b"") -> Reply:  # fmt: skip
         target = await self._link(code)
         if target is None:
             raise NotFound("unknown tracking link", field="code")
@@ -526,6 +528,7 @@ class Tracker:
                 (
                     new_click_id(), self.writer.stamp(), target.program_id, target.offer_id,
                     target.partner_id, target.link_id, ip, agent.text, agent.bot,
+                    query_creative(query, target.creative_ids) if query else None,
                 )
             )  # fmt: skip
         return 200, GIF_HEADERS, PIXEL_GIF

@@ -264,3 +264,20 @@ def test_customer_segments_with_historical_clv(api: Api) -> None:
     assert (data["customers"], data["purchases"], data["clv_method"]) == (12, 24, "historical")
     assert sum(x["customers"] for x in data["segments"]) == 12
     assert len(data["members"]) == 3
+
+
+def test_status_filters_take_only_known_statuses(api: Api) -> None:
+    """An unknown status (or one with a NUL byte, which PostgreSQL refuses outright) is a
+    422 naming the field, never a 500."""
+    for path, status in (("conversions", "jx}\x00"), ("conversions", "paid"),
+                         ("partners", "nobody")):  # fmt: skip
+        bad = api.client.get(f"{V1}/{path}", params={"status": status}, headers=api.reader)
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"] == "invalid_input"
+        assert "status" in bad.text
+    ok = api.client.get(f"{V1}/conversions", params={"status": "pending"}, headers=api.reader)
+    assert ok.status_code == 200
+    assert all(c["status"] == "pending" for c in ok.json()["items"])
+    active = api.client.get(f"{V1}/partners", params={"status": "active"}, headers=api.reader)
+    assert active.status_code == 200 and active.json()["items"]
+    assert {p["status"] for p in active.json()["items"]} == {"active"}

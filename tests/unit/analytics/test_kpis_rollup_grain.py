@@ -30,6 +30,7 @@ click = st.tuples(
     st.sampled_from(["mobile", "desktop"]),
     st.sampled_from(["", "https://www.tiktok.com/", "https://blog.example/"]),
     st.just(""),
+    st.sampled_from([0, 7, 8]),  # creative id (0: none)
     st.integers(0, 3),
     st.integers(0, 3),
     st.integers(0, 2),
@@ -46,6 +47,7 @@ conversion = st.tuples(
     st.sampled_from(["", "SAVE10"]),
     st.sampled_from(["click_id", "coupon"]),
     st.just(""),
+    st.sampled_from([0, 7]),
     st.sampled_from(["sale", "lead"]),
     st.sampled_from(["pending", "reversed"]),
     st.sampled_from(["EUR", "USD"]),
@@ -99,7 +101,7 @@ def test_folding_batches_in_any_order_equals_one_aggregation(
     traffic, convs = summed(parts)
     assert traffic == whole.traffic
     assert convs == whole.conversions
-    for dimension in ("partner", "day", "week", "channel", "country"):
+    for dimension in ("partner", "day", "week", "channel", "country", "creative"):
         total = group_measures(whole.traffic, TRAFFIC_MEASURES, dimension)
         assert total == group_measures(traffic, TRAFFIC_MEASURES, dimension)  # type: ignore[arg-type]
 
@@ -115,7 +117,7 @@ def test_buckets_map_to_local_days_across_the_dst_switch() -> None:
 
 def test_conversion_measures_follow_the_report_conventions() -> None:
     grain = GrainBuilder(PROGRAMS)
-    row = (1, BUCKET_2026_03_29, 1, 1, 1, "PL", "mobile", "", "", "click_id", "")
+    row = (1, BUCKET_2026_03_29, 1, 1, 1, "PL", "mobile", "", "", "click_id", "", 0)
     grain.add_conversions(
         [
             (*row, "sale", "pending", "EUR", 2, 150_000_000),
@@ -140,3 +142,24 @@ def test_conversion_measures_follow_the_report_conventions() -> None:
         grain.conversions, CONVERSION_MEASURES, "partner", Filters(countries=("DE",))
     )
     assert only_de == {}
+
+
+def test_creatives_group_clicks_impressions_and_conversions_and_none_is_zero() -> None:
+    grain = GrainBuilder(PROGRAMS)
+    b = BUCKET_2026_03_29
+    grain.add_clicks(
+        [
+            (1, b, 1, 1, 1, "PL", "mobile", "", "", 7, 3, 2, 1),
+            (1, b, 1, 1, 1, "PL", "mobile", "", "", None, 2, 2, 0),
+        ]
+    )
+    grain.add_impressions([(1, b, 1, 1, 1, 7, 100), (1, b, 1, 1, 1, 0, 50)])
+    grain.add_conversions(
+        [(1, b, 1, 1, 1, "PL", "mobile", "", "", "click_id", "", 7, "sale", "pending", "EUR", 1, 5)]
+    )
+    traffic = group_measures(grain.traffic, TRAFFIC_MEASURES, "creative")
+    assert traffic == {
+        7: {"clicks": 3, "unique_clicks": 2, "bot_clicks": 1, "impressions": 100},
+        0: {"clicks": 2, "unique_clicks": 2, "bot_clicks": 0, "impressions": 50},
+    }
+    assert group_measures(grain.conversions, CONVERSION_MEASURES, "creative")[7]["sales"] == 1

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 from partnerflow.core.errors import NotFound
 from partnerflow.core.ids import ConversionId, OfferId, PartnerId, ProgramId
 from partnerflow.messaging.audiences import parse_segment
+from partnerflow.partners.model import PartnerStatus
 from partnerflow.partners.services import CreatePartner, change_status, create_partner
 from partnerflow.programs.services import CreateOffer, CreateProgram, create_offer, create_program
 from partnerflow.storage import messages as msg
@@ -21,6 +22,7 @@ from partnerflow.storage.catalog import SqlOffers, SqlPartners, SqlPrograms
 from partnerflow.storage.ledger import SqlLedger
 from partnerflow.storage.outbox import record_conversion_published
 from partnerflow.storage.reports import Dimension, ReportQuery, labels, report_sums
+from partnerflow.tracking.model import ConversionStatus
 from partnerflow.tracking.services import (
     CreateCoupon,
     CreateLink,
@@ -143,7 +145,7 @@ def admin_router(ctx: ApiContext) -> APIRouter:
     def list_partners(
         key: ApiKey = reader,
         program_id: IdQuery = None,
-        status: Annotated[str | None, Query(max_length=16)] = None,
+        status: PartnerStatus | None = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> Any:
@@ -276,7 +278,7 @@ def admin_router(ctx: ApiContext) -> APIRouter:
         key: ApiKey = reader,
         program_id: IdQuery = None,
         partner_id: IdQuery = None,
-        status: Annotated[str | None, Query(max_length=16)] = None,
+        status: ConversionStatus | None = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> Any:
@@ -371,7 +373,7 @@ def admin_router(ctx: ApiContext) -> APIRouter:
     def get_report(
         program_id: Annotated[int, Query(ge=1, le=2_147_483_647)],
         key: ApiKey = reader,
-        group_by: Annotated[str, Query(pattern="^(partner|offer|day)$")] = "day",
+        group_by: Annotated[str, Query(pattern="^(partner|offer|day|creative)$")] = "day",
         date_from: date | None = None,
         date_to: date | None = None,
     ) -> Any:

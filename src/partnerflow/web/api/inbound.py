@@ -25,7 +25,6 @@ from partnerflow.storage.api_keys import ApiKey
 from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.catalog import SqlPrograms
 from partnerflow.storage.outbox import record_conversion_published
-from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.tracking.services import RecordConversion
 from partnerflow.web.api import schemas as s
 from partnerflow.web.api.context import (
@@ -188,7 +187,7 @@ def inbound_router(ctx: ApiContext) -> APIRouter:
         a stored rate is never overwritten."""
         refuse_program_bound(key, "the exchange-rate table")
         text = decode(await request.body())
-        done = import_rates(SqlMoneyUnitOfWork(svc.engine, svc.clock), svc.clock,
+        done = import_rates(svc.money_uow(), svc.clock,
                             text.splitlines())  # fmt: skip
         return s.RatesImportedOut(import_id=done.import_id, added=done.added,
                                   unchanged=done.unchanged)  # fmt: skip

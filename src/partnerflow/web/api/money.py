@@ -80,7 +80,7 @@ def money_router(ctx: ApiContext) -> APIRouter:
     svc = ctx.services
 
     def uow() -> SqlMoneyUnitOfWork:
-        return SqlMoneyUnitOfWork(svc.engine, svc.clock)
+        return svc.money_uow()
 
     # --- commission plans --------------------------------------------------------------------
     def scope_of(offer_id: int | None) -> str:

@@ -146,7 +146,7 @@ def partner_router(ctx: ApiContext) -> APIRouter:
 
     # --- payouts and statements ----------------------------------------------------------------
     def money_uow() -> SqlMoneyUnitOfWork:
-        return SqlMoneyUnitOfWork(svc.engine, svc.clock)
+        return svc.money_uow()
 
     def my_payout(stored: StoredBatch, partner_id: int) -> s.MyPayoutOut | None:
         b = stored.batch

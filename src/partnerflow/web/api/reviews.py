@@ -34,7 +34,7 @@ def reviews_router(ctx: ApiContext) -> APIRouter:
     table = t.fraud_reviews
 
     def uow() -> SqlFraudUnitOfWork:
-        return SqlFraudUnitOfWork(svc.engine, svc.clock)
+        return svc.fraud_uow()
 
     def check_all(key: ApiKey, ids: list[int]) -> None:
         """A program-bound key may decide only its program's reviews: another program's id

@@ -46,7 +46,6 @@ from partnerflow.programs.model import Program
 from partnerflow.storage import tables as t
 from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.catalog import SqlOffers
-from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.storage.plans import SqlPlans
 from partnerflow.web.auth.access import STAFF_ROLES, current_user, require
 from partnerflow.web.dashboard.routes import _pick_program
@@ -357,7 +356,7 @@ async def plan_set(request: Request) -> Response:
         offer_id = _optional_id(form, "offer_id")
         await run_in_threadpool(
             lambda: set_plan(
-                SqlMoneyUnitOfWork(services.engine, services.clock),
+                services.money_uow(),
                 services.clock,
                 program_id=program.id,
                 text=text,

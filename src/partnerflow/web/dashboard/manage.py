@@ -49,7 +49,6 @@ from partnerflow.storage import messages as msg
 from partnerflow.storage import tables as t
 from partnerflow.storage import web_queries as q
 from partnerflow.storage.catalog import SqlPartners
-from partnerflow.storage.fraud_reviews import SqlFraudUnitOfWork
 from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.storage.rollup_grain import ProgramFacts
 from partnerflow.storage.rollups import rollup_measures
@@ -218,9 +217,7 @@ async def application_decide(request: Request) -> Response:
 async def conversion_detail(request: Request) -> Response:
     services = _services(request)
     conversion_id = _int(request.path_params["conversion_id"], 0)
-    found = await _run(
-        explain_conversion, SqlMoneyUnitOfWork(services.engine, services.clock), conversion_id
-    )
+    found = await _run(explain_conversion, services.money_uow(), conversion_id)
     return render(
         request,
         "dashboard/conversion.html",
@@ -245,7 +242,7 @@ async def fraud(request: Request) -> Response:
     if program is not None:
         data["reviews"] = await _run(
             list_reviews,
-            SqlFraudUnitOfWork(services.engine, services.clock),
+            services.fraud_uow(),
             ReviewFilter(program_id=program.id, status=status, limit=200),
         )
         data["status"] = str(status) if status else ""
@@ -263,7 +260,7 @@ async def fraud_decide(request: Request) -> Response:
     note = str(form.get("note", "")).strip() or None
     decided = await _run(
         decide_reviews,
-        SqlFraudUnitOfWork(services.engine, services.clock),
+        services.fraud_uow(),
         services.clock,
         ids,
         decision,
@@ -277,7 +274,7 @@ async def fraud_decide(request: Request) -> Response:
 
 
 def _money_uow(services: Services) -> SqlMoneyUnitOfWork:
-    return SqlMoneyUnitOfWork(services.engine, services.clock)
+    return services.money_uow()
 
 
 @require(*STAFF_ROLES)
@@ -370,6 +367,7 @@ REPORT_DIMENSIONS = (
     "device",
     "channel",
     "coupon",
+    "creative",
 )
 
 

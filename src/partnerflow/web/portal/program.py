@@ -24,11 +24,11 @@ from partnerflow.payouts.services import batch_statements, list_batches
 from partnerflow.storage import content
 from partnerflow.storage import messages as msg
 from partnerflow.storage.caps import SqlCapsUnitOfWork
-from partnerflow.storage.payouts import SqlMoneyUnitOfWork
+from partnerflow.storage.catalog import SqlLinks
 from partnerflow.web.auth.access import current_user, require
 from partnerflow.web.content import render_text
 from partnerflow.web.dashboard.manage import image_response
-from partnerflow.web.portal.routes import Me, _me, _partner_id
+from partnerflow.web.portal.routes import Me, _me, _partner_id, tracking_url
 from partnerflow.web.rendering import load, render
 
 NOT_FOUND = "Not found."
@@ -115,9 +115,7 @@ def _mine(batch: Any, partner_id: int) -> dict[str, Any] | None:
 async def payouts(request: Request) -> Response:
     services = _services(request)
     me = await _me_of(request)
-    batches = await _call(
-        list_batches, SqlMoneyUnitOfWork(services.engine, services.clock), me.program.id
-    )
+    batches = await _call(list_batches, services.money_uow(), me.program.id)
     rows = [r for r in (_mine(b, me.partner.id) for b in batches) if r is not None]
     balances = await load(request, _balances, me)
     return render(request, "portal/payouts.html", {"me": me, "rows": rows, "balances": balances})
@@ -134,16 +132,12 @@ async def payout_statement(request: Request) -> Response:
     services = _services(request)
     me = await _me_of(request)
     batch_id = str(request.path_params["batch_id"])[:64]
-    batches = await _call(
-        list_batches, SqlMoneyUnitOfWork(services.engine, services.clock), me.program.id
-    )
+    batches = await _call(list_batches, services.money_uow(), me.program.id)
     found = next((b for b in batches if b.batch.id == batch_id), None)
     row = _mine(found, me.partner.id) if found is not None else None
     if row is None:
         raise HTTPException(404, NOT_FOUND)
-    statements = await _call(
-        batch_statements, SqlMoneyUnitOfWork(services.engine, services.clock), batch_id
-    )
+    statements = await _call(batch_statements, services.money_uow(), batch_id)
     mine = [s for s in statements if s.partner_id == me.partner.id]
     return render(request, "portal/statement.html", {"me": me, **row, "statements": mine})
 
@@ -253,13 +247,37 @@ async def terms_accept(request: Request) -> Response:
 # Creatives and resources ----------------------------------------------------------------------
 
 
+def creative_links(
+    base_url: str, links: list[tuple[str, str]], creative_id: int
+) -> list[tuple[str, str]]:
+    """(offer name, the link's URL with `cr=<creative id>`) for each of the partner's
+    links: clicks through it are reported under the creative."""
+    return [
+        (offer, tracking_url(base_url, code, None, {"cr": str(creative_id)}))
+        for offer, code in links
+    ]
+
+
 @require("partner")
 async def creatives(request: Request) -> Response:
     partner_id = _partner_id(request)
+    base_url = _services(request).settings.public_base_url
 
     def run(conn: Connection) -> dict[str, Any]:
         me = _me(conn, partner_id)
-        return {"me": me, "creatives": content.creatives(conn, me.program.id, active_only=True)}
+        offers = {o.id: o.name for o in me.offers}
+        # Links to the program's active offers only: a paused offer's link goes nowhere.
+        links = [
+            (offers[link.offer_id], link.code)
+            for link in SqlLinks(conn).list(me.program.id, me.partner.id)
+            if link.offer_id in offers
+        ]
+        found = content.creatives(conn, me.program.id, active_only=True)
+        return {
+            "me": me,
+            "creatives": found,
+            "links": {c.id: creative_links(base_url, links, c.id) for c in found},
+        }
 
     return render(request, "portal/creatives.html", await load(request, run))
 
