@@ -6,7 +6,11 @@ starts, and "lost" when such a customer has no activity inside the period. A per
 customers at its start has no churn rate: the rate is None, never NaN or a misleading 0.
 
 sBG (Fader & Hardie 2007, "How to project customer retention"): each customer churns at the end
-of a period with a constant probability θ, θ ~ Beta(α, β) across customers.
+of a period with a constant probability θ, θ ~ Beta(α, β) across customers. Survivor counts of
+subscription cohorts come from `subscription_cohorts`: a subscriber's cohort is the calendar
+period of their first payment, and they survive period k while they paid in each of periods
+1..k; the first period without a payment is their churn (the sBG has no return, so a later
+payment does not revive them: it is counted in `returned`). Only complete periods are used.
 """
 
 from __future__ import annotations
@@ -195,6 +199,10 @@ def churn_series_by_cohort(
 
 # --------------------------------------------------------------------------- sBG
 
+MAX_LIFETIME_PERIODS = 100_000
+# Below this many customers α and β are noise; refuse rather than print a confident forecast.
+MIN_COHORT_CUSTOMERS = 10
+
 
 @dataclass(frozen=True)
 class ShiftedBetaGeometric:
@@ -223,6 +231,35 @@ class ShiftedBetaGeometric:
     def expected_survivors(self, periods: int) -> tuple[float, ...]:
         return tuple(self.cohort_size * s for s in self.survival(periods))
 
+    @property
+    def expected_lifetime(self) -> float | None:
+        """E[T] = Σ S(t) = (α+β−1)/(α−1) periods paid by a new customer (the first included);
+        None when α <= 1: the few very loyal customers make the mean infinite."""
+        if self.alpha <= 1.0:
+            return None
+        return (self.alpha + self.beta - 1.0) / (self.alpha - 1.0)
+
+    def median_lifetime(self, limit: int = MAX_LIFETIME_PERIODS) -> int | None:
+        """The first t with S(t) <= 1/2 (half the cohort gone after t periods); None beyond
+        `limit` periods."""
+        log_half = math.log(0.5)
+        base = special.betaln(self.alpha, self.beta)
+        lo, hi = 0, limit
+        if special.betaln(self.alpha, self.beta + hi) - base > log_half:
+            return None
+        while hi - lo > 1:  # S(t) decreases in t: bisect on log S(t) = ln B(α, β+t) − ln B(α, β)
+            mid = (lo + hi) // 2
+            if special.betaln(self.alpha, self.beta + mid) - base <= log_half:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def expected_periods_within(self, periods: int) -> float:
+        """Σ_{t<periods} S(t): periods a new customer is expected to pay for among the first
+        `periods` (finite whatever α)."""
+        return math.fsum(self.survival(periods - 1)) if periods > 0 else 0.0
+
 
 def _sbg_loglik(alpha: float, beta: float, survivors: Sequence[int]) -> float:
     n = np.asarray(survivors, dtype=np.float64)
@@ -234,23 +271,55 @@ def _sbg_loglik(alpha: float, beta: float, survivors: Sequence[int]) -> float:
     return float(np.dot(lost, log_p) + n[-1] * log_s)
 
 
+def _check_series(survivors: Sequence[int], field: str = "survivors") -> None:
+    if any(int(v) != v or v < 0 for v in survivors):
+        raise InvalidInput("survivor counts must be non-negative integers", field=field)
+    if any(b > a for a, b in itertools.pairwise(survivors)):
+        raise InvalidInput("survivor counts cannot increase over time", field=field)
+
+
 def fit_sbg(survivors: Sequence[int]) -> ShiftedBetaGeometric:
     """Fit α, β by maximum likelihood to survivors n_0, n_1, ..., n_k of one cohort."""
     if len(survivors) < 3:
         raise InvalidInput(
             "sBG needs the cohort size and at least two later periods", field="survivors"
         )
-    if any(int(v) != v or v < 0 for v in survivors):
-        raise InvalidInput("survivor counts must be non-negative integers", field="survivors")
-    if any(b > a for a, b in itertools.pairwise(survivors)):
-        raise InvalidInput("survivor counts cannot increase over time", field="survivors")
+    _check_series(survivors)
     if survivors[0] == 0:
         raise InvalidInput("the cohort is empty", field="survivors")
     if survivors[-1] == survivors[0]:
         raise InvalidInput("nobody churned: the churn distribution cannot be estimated")
+    return _fit([survivors])
+
+
+def fit_sbg_cohorts(cohorts: Sequence[Sequence[int]]) -> ShiftedBetaGeometric:
+    """One α, β for several cohorts observed for different lengths (each n_0..n_k of its own):
+    the log-likelihood is the sum of the cohorts' (Fader & Hardie 2007, the multi-cohort
+    case of their note on fitting the sBG). A cohort with no later period carries no
+    information and is ignored; `cohort_size` is the customers of the cohorts used."""
+    if not cohorts:
+        raise InvalidInput("no cohort to fit", field="survivors")
+    for series in cohorts:
+        _check_series(series)
+    used = [list(s) for s in cohorts if len(s) >= 2 and s[0] > 0]
+    if not used:
+        raise InvalidInput("no cohort has a customer and a later period", field="survivors")
+    if max(len(s) for s in used) < 3:
+        raise InvalidInput(
+            "sBG needs a cohort observed for at least two periods after its first",
+            field="survivors",
+        )
+    if all(s[-1] == s[0] for s in used):
+        raise InvalidInput("nobody churned: the churn distribution cannot be estimated")
+    return _fit(used)
+
+
+def _fit(cohorts: Sequence[Sequence[int]]) -> ShiftedBetaGeometric:
+    size = sum(int(s[0]) for s in cohorts)
 
     def neg(theta: NDArray[np.float64]) -> float:
-        return -_sbg_loglik(math.exp(theta[0]), math.exp(theta[1]), survivors) / survivors[0]
+        alpha, beta = math.exp(theta[0]), math.exp(theta[1])
+        return -math.fsum(_sbg_loglik(alpha, beta, s) for s in cohorts) / size
 
     with np.errstate(all="ignore"):
         res = optimize.minimize(
@@ -260,14 +329,120 @@ def fit_sbg(survivors: Sequence[int]) -> ShiftedBetaGeometric:
             bounds=[(-18.0, 18.0)] * 2,
             options={"ftol": 1e-14, "gtol": 1e-10},
         )
+        rescued = not res.success
+        if rescued:
+            # L-BFGS-B's line search gives up ("ABNORMAL") on flat ridges of the likelihood;
+            # a derivative-free search from where it stopped settles it or shows the drift.
+            start = res.x if np.all(np.isfinite(res.x)) else np.zeros(2)
+            res = optimize.minimize(
+                neg,
+                start,
+                method="Nelder-Mead",
+                bounds=[(-18.0, 18.0)] * 2,
+                options={"maxiter": 4000, "xatol": 1e-10, "fatol": 1e-14},
+            )
+    # On the bound, or (after a rescue) past e^±7: walking up a ridge towards α, β -> ∞,
+    # which is what survivor counts without heterogeneity (geometric decay) look like.
+    limit = 7.0 if rescued else 18.0 - 1e-3
+    if bool(np.all(np.isfinite(res.x))) and bool(np.any(np.abs(res.x) >= limit)):
+        raise FitError(
+            "sBG: a parameter ran off to 0 or infinity; the data cannot identify it (every "
+            "customer churns at about the same rate: no heterogeneity to estimate)"
+        )
     if not (res.success and np.all(np.isfinite(res.x)) and np.isfinite(res.fun)):
         raise FitError(f"sBG: the optimiser did not converge ({res.message})")
-    if np.any(np.abs(res.x) >= 18.0 - 1e-3):
-        raise FitError("sBG: a parameter ran off to 0 or infinity; the data cannot identify it")
     alpha, beta = math.exp(float(res.x[0])), math.exp(float(res.x[1]))
     return ShiftedBetaGeometric(
         alpha=alpha,
         beta=beta,
-        log_likelihood=-float(res.fun) * survivors[0],
-        cohort_size=int(survivors[0]),
+        log_likelihood=-float(res.fun) * size,
+        cohort_size=size,
     )
+
+
+# --------------------------------------------------------------------------- subscription cohorts
+
+
+@dataclass(frozen=True)
+class CohortSurvival:
+    """One subscription cohort: customers whose first payment fell in the period starting
+    `start`, and how many of them were still paying after each later complete period."""
+
+    start: dt.date
+    survivors: tuple[int, ...]
+    """n_0 (the cohort size), n_1, ..., n_k; k = complete periods after the cohort's own."""
+    returned: int
+    """Customers who missed a period (churned for the sBG) and paid again in a later
+    complete period."""
+
+    @property
+    def size(self) -> int:
+        return self.survivors[0]
+
+    @property
+    def observed_periods(self) -> int:
+        return len(self.survivors) - 1
+
+
+def period_number(day: dt.date, period: Period) -> int:
+    """A running number of the calendar period holding `day` (consecutive periods differ by
+    one): months and quarters since year 0, ISO weeks since 0001-01-01 (a Monday)."""
+    if period == "week":
+        return (day.toordinal() - 1) // 7
+    if period == "month":
+        return day.year * 12 + day.month - 1
+    if period == "quarter":
+        return day.year * 4 + (day.month - 1) // 3
+    raise InvalidInput(
+        f"period must be one of {', '.join(PERIODS)}, got {period!r}", field="period"
+    )
+
+
+def subscription_cohorts(
+    payments: Iterable[tuple[str, dt.date]], *, period: Period, until: dt.date
+) -> list[CohortSurvival]:
+    """Survivor counts per cohort from (customer id, local date of a paid payment) pairs.
+
+    A customer's cohort is the period of their first payment; they are active in period k
+    (k = 1, 2, ... after the cohort's) when they paid in it, and survive k when active in
+    every period 1..k. Periods end before `until` to count (the period holding `until` is
+    not over); cohorts whose own period is not over are left out. Sorted by start.
+    """
+    paid: dict[str, set[int]] = {}
+    for customer, day in payments:
+        paid.setdefault(customer, set()).add(period_number(day, period))
+    last = period_number(until, period) - 1  # the last complete period
+    by_cohort: dict[int, list[set[int]]] = {}
+    for numbers in paid.values():
+        first = min(numbers)
+        if first <= last:
+            by_cohort.setdefault(first, []).append(numbers)
+    out = []
+    for first in sorted(by_cohort):
+        observed = last - first
+        counts = [0] * (observed + 1)
+        returned = 0
+        for numbers in by_cohort[first]:
+            streak = 0
+            while streak < observed and first + streak + 1 in numbers:
+                streak += 1
+            for k in range(streak + 1):
+                counts[k] += 1
+            if any(first + streak + 1 < n <= last for n in numbers):
+                returned += 1
+        out.append(
+            CohortSurvival(
+                start=_period_start_of(first, period),
+                survivors=tuple(counts),
+                returned=returned,
+            )
+        )
+    return out
+
+
+def _period_start_of(number: int, period: Period) -> dt.date:
+    if period == "week":
+        return dt.date.fromordinal(number * 7 + 1)
+    if period == "month":
+        return dt.date(number // 12, number % 12 + 1, 1)
+    return dt.date(number // 4, 3 * (number % 4) + 1, 1)

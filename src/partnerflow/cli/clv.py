@@ -3,7 +3,8 @@
 * `clv fit`: fit BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma to a transaction CSV;
 * `clv predict`: predictions per customer or per partner cohort from the program's stored sales;
 * `churn rate`: churn per period (and per partner cohort) from the stored sales;
-* `churn forecast`: shifted-beta-geometric retention forecast from survivor counts.
+* `churn forecast`: shifted-beta-geometric retention forecast from survivor counts, typed or
+  derived from the program's stored subscription payments.
 """
 
 from __future__ import annotations
@@ -577,33 +578,180 @@ def _survivors(raw: str) -> list[int]:
     return values
 
 
+def _offer_ids(raw: list[str], offers: dict[int, str]) -> list[int]:
+    """--offer values (ids or exact names, any case) as offer ids of the program."""
+    from partnerflow.core.errors import NotFound
+
+    chosen: set[int] = set()
+    for item in raw:
+        text = item.strip()
+        if text.isdigit() and int(text) in offers:
+            chosen.add(int(text))
+            continue
+        named = [i for i, name in offers.items() if name.casefold() == text.casefold()]
+        if not named:
+            listing = "; ".join(f"{i} {name}" for i, name in offers.items()) or "none"
+            raise NotFound(
+                f"--offer {text!r} is not an offer of the program (offers: {listing})",
+                field="offer",
+            )
+        chosen.update(named)
+    return sorted(chosen)
+
+
+def _period_label(start: dt.date, period: str) -> str:
+    if period == "month":
+        return start.strftime("%Y-%m")
+    if period == "quarter":
+        return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+    year, week, _ = start.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _cohort_start(raw: str, period: Any) -> dt.date:
+    from partnerflow.analytics import churn
+
+    text = raw.strip()
+    try:
+        day = dt.date.fromisoformat(f"{text}-01" if len(text) == 7 else text)
+    except ValueError:
+        raise InvalidInput(
+            f"--cohort-start {raw!r} is not YYYY-MM or YYYY-MM-DD", field="cohort_start"
+        ) from None
+    return churn.period_start(day, period)
+
+
+def _lifetimes(fitted: Any, horizon: int) -> dict[str, Any]:
+    return {
+        "expected_lifetime": fitted.expected_lifetime,
+        "median_lifetime": fitted.median_lifetime(),
+        "expected_periods_within_horizon": fitted.expected_periods_within(horizon),
+    }
+
+
+def _lifetime_line(out: dict[str, Any], unit: str) -> str:
+    mean = out["expected_lifetime"]
+    median = out["median_lifetime"]
+    mean_text = (
+        f"{mean:.2f} {unit}s"
+        if mean is not None
+        else "unbounded (alpha <= 1: a few very loyal customers make the mean infinite)"
+    )
+    median_text = f"{median} {unit}s" if median is not None else "beyond 100,000 periods"
+    return (
+        f"expected lifetime {mean_text}; median {median_text}; a new customer pays for "
+        f"{out['expected_periods_within_horizon']:.2f} of the first {out['horizon']} {unit}s"
+    )
+
+
 @churn_app.command("forecast")
 @handles_errors
 def churn_forecast(
     survivors: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--survivors",
             help="Customers of one cohort still active at period 0, 1, 2, ... "
-            "(e.g. 1000,631,468,382).",
+            "(e.g. 1000,631,468,382); without it the cohorts come from the program's stored "
+            "subscription payments.",
+            show_default=False,
         ),
-    ],
-    periods: Annotated[
+    ] = None,
+    program: ProgramOption = None,
+    offer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--offer",
+            help="Subscription offer (id or name; repeatable). Default: every offer.",
+            show_default=False,
+        ),
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="Billing period: month (default), week or quarter.",
+            show_default=False,
+        ),
+    ] = None,
+    cohort_start: Annotated[
+        str | None,
+        typer.Option(
+            "--cohort-start",
+            help="Fit one cohort: the period holding this date (YYYY-MM or YYYY-MM-DD). "
+            "Default: every cohort, pooled.",
+            show_default=False,
+        ),
+    ] = None,
+    partner: Annotated[
         int | None,
         typer.Option(
-            "--periods", help="Project up to this period (default: 12 or the data length)."
+            "--partner",
+            help="Only subscribers acquired by this partner (of their first payment).",
+            show_default=False,
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Last day (program timezone) of the observation; default yesterday.",
+            show_default=False,
+        ),
+    ] = None,
+    horizon: Annotated[
+        int | None,
+        typer.Option(
+            "--horizon",
+            "--periods",
+            help="Project up to this period (default: 12 or the data length).",
+            show_default=False,
         ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit the shifted-beta-geometric model (Fader & Hardie 2007) and project retention."""
+    """Fit the sBG retention model (Fader & Hardie 2007) to survivor counts or to a program's
+    subscription cohorts; project retention and lifetime."""
+    if horizon is not None and not 1 <= horizon <= 1000:
+        raise InvalidInput("--horizon must be between 1 and 1000", field="horizon")
+    if survivors is not None:
+        stored_only = [
+            name
+            for name, value in (
+                ("--program", program),
+                ("--offer", offer),
+                ("--period", period),
+                ("--cohort-start", cohort_start),
+                ("--partner", partner),
+                ("--as-of", as_of),
+            )
+            if value is not None
+        ]
+        if stored_only:
+            raise InvalidInput(
+                f"--survivors fits the counts given, {', '.join(stored_only)} read(s) the stored "
+                "payments: use one or the other",
+                field="survivors",
+            )
+        _typed_forecast(_survivors(survivors), horizon, as_json)
+        return
+    _stored_forecast(
+        program=program,
+        offers=offer or [],
+        period=period or "month",
+        cohort_start=cohort_start,
+        partner=partner,
+        as_of=as_of,
+        horizon=horizon,
+        as_json=as_json,
+    )
+
+
+def _typed_forecast(counts: list[int], periods: int | None, as_json: bool) -> None:
     from partnerflow.analytics import churn
 
-    counts = _survivors(survivors)
     observed = len(counts) - 1
     horizon = max(12, observed) if periods is None else periods
-    if not 1 <= horizon <= 1000:
-        raise InvalidInput("--periods must be between 1 and 1000", field="periods")
     fitted = churn.fit_sbg(counts)
     expected = fitted.expected_survivors(horizon)
     survival = fitted.survival(horizon)
@@ -612,6 +760,7 @@ def churn_forecast(
         {
             "period": t,
             "actual": counts[t] if t <= observed else None,
+            "observed_survival": round(counts[t] / counts[0], 6) if t <= observed else None,
             "expected_survivors": round(expected[t], 2),
             "survival": round(survival[t], 6),
             "retention_rate": None if t == 0 else round(retention[t - 1], 6),
@@ -620,11 +769,14 @@ def churn_forecast(
     ]
     out = {
         "model": "sBG",
+        "source": "survivors",
         "alpha": fitted.alpha,
         "beta": fitted.beta,
         "log_likelihood": fitted.log_likelihood,
         "cohort_size": fitted.cohort_size,
         "observed_periods": observed,
+        "horizon": horizon,
+        **_lifetimes(fitted, horizon),
         "periods": rows,
     }
     if as_json:
@@ -634,6 +786,7 @@ def churn_forecast(
         f"sBG: alpha={_rounded(fitted.alpha)}, beta={_rounded(fitted.beta)}, "
         f"log-likelihood {fitted.log_likelihood:.2f}; fitted on periods 0..{observed}"
     )
+    typer.echo(_lifetime_line(out, "period"))
     print_table(
         "Retention forecast",
         ("period", "actual", "expected survivors", "survival", "retention rate"),
@@ -648,3 +801,269 @@ def churn_forecast(
             for r in rows
         ],
     )
+
+
+def _stored_forecast(
+    *,
+    program: str | None,
+    offers: list[str],
+    period: str,
+    cohort_start: str | None,
+    partner: int | None,
+    as_of: str | None,
+    horizon: int | None,
+    as_json: bool,
+) -> None:
+    """sBG from the program's subscription payments (rules: storage.clv_queries and
+    analytics.churn.subscription_cohorts; docs/clv-and-churn.md)."""
+    from zoneinfo import ZoneInfo
+
+    from partnerflow.analytics import churn
+    from partnerflow.core.errors import NotFound
+    from partnerflow.storage.clv_queries import (
+        partner_names,
+        program_offers,
+        subscription_payments,
+    )
+
+    if period not in churn.PERIODS:
+        raise InvalidInput(
+            f"--period must be one of {', '.join(churn.PERIODS)}, got {period!r}", field="period"
+        )
+    grain: churn.Period = (
+        "week" if period == "week" else "quarter" if period == "quarter" else "month"
+    )
+    prog = resolve_program(program)
+    today = _today(prog.timezone)
+    if as_of is None:
+        last_day = today - dt.timedelta(days=1)
+    else:
+        last_day = _date(as_of, "--as-of")
+        if last_day > today:
+            raise InvalidInput(
+                f"--as-of {last_day.isoformat()} is in the future (today is {today.isoformat()} "
+                f"in {prog.timezone})",
+                field="as_of",
+            )
+    start = None if cohort_start is None else _cohort_start(cohort_start, grain)
+    svc = services()
+    with svc.engine.connect() as conn:
+        catalogue = program_offers(conn, prog.id)
+        chosen = _offer_ids(offers, catalogue) if offers else None
+        payments = subscription_payments(conn, prog.id, offer_ids=chosen)
+        names = partner_names(conn, prog.id, [] if partner is None else [partner])
+    if partner is not None and partner not in names:
+        raise NotFound(f"partner {partner} is not in program {prog.slug}", field="partner")
+    scope = prog.slug + (
+        "" if chosen is None else " (offer " + ", ".join(f"{catalogue[i]}" for i in chosen) + ")"
+    )
+    if not payments:
+        raise InvalidInput(
+            f"no subscription data: {scope} has no paid sale or renewal with a customer id "
+            "(rejected, reversed and fully refunded ones do not count)",
+            field="program",
+        )
+    acquired: dict[str, int | None] = {}
+    for p in payments:  # ordered by customer, time, id: the first one acquires
+        acquired.setdefault(p.customer_id, p.partner_id)
+    if partner is not None:
+        payments = tuple(p for p in payments if acquired[p.customer_id] == partner)
+        if not payments:
+            raise InvalidInput(
+                f"no subscription data: partner {partner} ({names[partner]}) acquired none of "
+                f"the subscribers of {scope}",
+                field="partner",
+            )
+    zone = ZoneInfo(prog.timezone)
+    until = last_day + dt.timedelta(days=1)
+    cohorts = churn.subscription_cohorts(
+        ((p.customer_id, p.at.astimezone(zone).date()) for p in payments),
+        period=grain,
+        until=until,
+    )
+    unit = grain
+    current = churn.period_start(until, grain)
+    notes: list[str] = []
+    if chosen is None and len(catalogue) > 1:
+        notes.append(
+            f"every offer's sales count as subscription payments ({len(catalogue)} offers): "
+            "name the subscription offer with --offer in a program that also sells one-off "
+            "products"
+        )
+    if not cohorts:
+        raise InvalidInput(
+            f"no complete cohort yet: every subscriber of {scope} paid first in the {unit} "
+            f"starting {current.isoformat()} or later, which is not over on "
+            f"{last_day.isoformat()}",
+            field="as_of",
+        )
+    if start is not None:
+        used = [c for c in cohorts if c.start == start]
+        label = _period_label(start, grain)
+        if not used:
+            if start >= current:
+                raise InvalidInput(
+                    f"the {unit} {label} is not over on {last_day.isoformat()}: its cohort is "
+                    "not complete",
+                    field="cohort_start",
+                )
+            have = ", ".join(_period_label(c.start, grain) for c in cohorts[-12:])
+            raise InvalidInput(
+                f"no subscriber of {scope} paid first in {label} (cohorts: {have})",
+                field="cohort_start",
+            )
+        cohort = used[0]
+        if cohort.size < churn.MIN_COHORT_CUSTOMERS:
+            raise InvalidInput(
+                f"cohort {label} has {cohort.size} subscriber(s); the sBG needs at least "
+                f"{churn.MIN_COHORT_CUSTOMERS}",
+                field="cohort_start",
+            )
+        if cohort.observed_periods < 2:
+            raise InvalidInput(
+                f"cohort {label} has been observed for {cohort.observed_periods} complete "
+                f"{unit}(s) after its first; the sBG needs at least 2 (choose an older cohort)",
+                field="cohort_start",
+            )
+    else:
+        used = [c for c in cohorts if c.observed_periods >= 1]
+        waiting = [c for c in cohorts if c.observed_periods == 0]
+        oldest = cohorts[0]
+        if oldest.observed_periods < 2:
+            raise InvalidInput(
+                f"the oldest cohort ({_period_label(oldest.start, grain)}) has been observed for "
+                f"{oldest.observed_periods} complete {unit}(s) after its first; the sBG needs "
+                f"at least 2 (use a shorter --period, or wait)",
+                field="as_of",
+            )
+        size = sum(c.size for c in used)
+        if size < churn.MIN_COHORT_CUSTOMERS:
+            raise InvalidInput(
+                f"{size} subscriber(s) in cohorts with a complete later {unit}; the sBG needs "
+                f"at least {churn.MIN_COHORT_CUSTOMERS}",
+                field="program",
+            )
+        for c in waiting:
+            notes.append(
+                f"cohort {_period_label(c.start, grain)} ({c.size} subscriber(s)) has no "
+                f"complete {unit} after its first yet: not used"
+            )
+    if all(c.survivors[1] == 0 for c in used):
+        raise InvalidInput(
+            f"nobody paid again in the {unit} after their first payment: the retention cannot "
+            f"be estimated. Is --period {unit} the billing period of {scope}? (a monthly "
+            "subscription needs --period month)",
+            field="period",
+        )
+    try:
+        if start is not None:
+            fitted = churn.fit_sbg(used[0].survivors)
+        else:
+            fitted = churn.fit_sbg_cohorts([c.survivors for c in used])
+    except clv.FitError as exc:
+        raise clv.FitError(
+            f"{exc.message}; check that --period {unit} is the billing period of {scope}"
+        ) from None
+    returned = sum(c.returned for c in used)
+    if returned:
+        notes.append(
+            f"{returned} subscriber(s) paid again after missing a {unit}: the sBG has no "
+            "return, so they count as churned at the first gap"
+        )
+    observed = max(c.observed_periods for c in used)
+    span = max(12, observed) if horizon is None else horizon
+    single = len(used) == 1 and start is not None
+    survival = fitted.survival(span)
+    retention = fitted.retention(span)
+    expected = fitted.expected_survivors(span)
+    rows: list[dict[str, Any]] = []
+    for t in range(span + 1):
+        seen = [c for c in used if c.observed_periods >= t]
+        at_risk = sum(c.size for c in seen)
+        rows.append(
+            {
+                "period": t,
+                "actual": used[0].survivors[t] if single and t <= observed else None,
+                "observed_survival": (
+                    round(sum(c.survivors[t] for c in seen) / at_risk, 6) if at_risk else None
+                ),
+                "expected_survivors": round(expected[t], 2) if single else None,
+                "survival": round(survival[t], 6),
+                "retention_rate": None if t == 0 else round(retention[t - 1], 6),
+            }
+        )
+    out: dict[str, Any] = {
+        "model": "sBG",
+        "source": "stored",
+        "program": prog.slug,
+        "offers": None if chosen is None else [{"id": i, "name": catalogue[i]} for i in chosen],
+        "partner_id": partner,
+        "period": unit,
+        "timezone": prog.timezone,
+        "as_of": last_day.isoformat(),
+        "pooled": not single,
+        "alpha": fitted.alpha,
+        "beta": fitted.beta,
+        "log_likelihood": fitted.log_likelihood,
+        "cohort_size": fitted.cohort_size,
+        "observed_periods": observed,
+        "horizon": span,
+        **_lifetimes(fitted, span),
+        "returned_after_gap": returned,
+        "cohorts": [
+            {
+                "start": c.start.isoformat(),
+                "label": _period_label(c.start, grain),
+                "subscribers": c.size,
+                "observed_periods": c.observed_periods,
+                "survivors": list(c.survivors),
+                "returned_after_gap": c.returned,
+            }
+            for c in used
+        ],
+        "notes": notes,
+        "periods": rows,
+    }
+    if as_json:
+        print_json(out)
+        return
+    who = "" if partner is None else f", acquired by {names[partner]}"
+    typer.echo(
+        f"sBG: alpha={_rounded(fitted.alpha)}, beta={_rounded(fitted.beta)}, log-likelihood "
+        f"{fitted.log_likelihood:.2f}; {fitted.cohort_size} subscribers of {scope}{who} in "
+        f"{len(used)} {unit} cohort(s), {'one cohort' if single else 'pooled'}, "
+        f"complete {unit}s up to {last_day.isoformat()} ({prog.timezone})"
+    )
+    typer.echo(_lifetime_line(out, unit))
+    for note in notes:
+        typer.echo(f"note: {note}")
+    print_table(
+        f"Subscription cohorts of {prog.slug} by {unit}",
+        ("cohort", "subscribers", f"complete {unit}s after", "survivors", "returned"),
+        [
+            (
+                c["label"],
+                c["subscribers"],
+                c["observed_periods"],
+                ", ".join(str(n) for n in c["survivors"]),
+                c["returned_after_gap"],
+            )
+            for c in out["cohorts"]
+        ],
+    )
+    columns: tuple[str, ...] = (unit, "observed survival", "expected survival", "retention rate")
+    if single:
+        columns = (*columns, "actual survivors", "expected survivors")
+    table: list[tuple[Any, ...]] = []
+    for r in rows:
+        line: tuple[Any, ...] = (
+            r["period"],
+            "" if r["observed_survival"] is None else f"{r['observed_survival']:.4f}",
+            f"{r['survival']:.4f}",
+            "" if r["retention_rate"] is None else f"{r['retention_rate']:.4f}",
+        )
+        if single:
+            actual = "" if r["actual"] is None else r["actual"]
+            line = (*line, actual, f"{r['expected_survivors']:.1f}")
+        table.append(line)
+    print_table("Retention forecast", columns, table)
