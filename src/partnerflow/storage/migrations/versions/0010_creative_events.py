@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0008, 0009
-Create Date: 2026-12-01 10:00:00
+Create Date: 2026-11-23 18:00:00
 
 Merges the rollups (0008) and content (0009) branches: a click or impression names the
 creative (`cr=` on the link) it came from, and reports can be grouped by creative.
