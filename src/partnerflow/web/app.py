@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import importlib.util
 import logging
@@ -45,15 +46,20 @@ def _ui_app(services: Services) -> ASGIApp:
 class PartnerflowApp:
     """The ASGI app. `tracking_only` serves the tracker alone (dedicated tracker nodes)."""
 
-    def __init__(self, services: Services, *, tracking_only: bool = False) -> None:
+    def __init__(
+        self, services: Services, *, tracking_only: bool = False, freeze_heap: bool = False
+    ) -> None:
         self.services = services
         self.tracker = Tracker(services)
+        self.freeze_heap = freeze_heap  # server processes: see Tracker.start
         self.ui: ASGIApp | None = None if tracking_only else _ui_app(services)
         self._ui_lifespan: _LifespanForwarder | None = None
         self._routes = self.tracker.routes()
 
     async def startup(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.tracker.start)
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self.tracker.start, freeze_heap=self.freeze_heap)
+        )
         if self.ui is not None and self.ui is not home_app:
             self._ui_lifespan = _LifespanForwarder(self.ui)
             await self._ui_lifespan.startup()
@@ -199,5 +205,7 @@ class _LifespanForwarder:
             self._task.cancel()
 
 
-def create_app(services: Services, *, tracking_only: bool = False) -> PartnerflowApp:
-    return PartnerflowApp(services, tracking_only=tracking_only)
+def create_app(
+    services: Services, *, tracking_only: bool = False, freeze_heap: bool = False
+) -> PartnerflowApp:
+    return PartnerflowApp(services, tracking_only=tracking_only, freeze_heap=freeze_heap)

@@ -71,13 +71,14 @@ class RsgiRequest:
 class TrackerRSGI:
     """RSGI application: the tracking endpoints alone (a dedicated tracker node)."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, *, freeze_heap: bool = False) -> None:
         self.tracker = tracker
+        self.freeze_heap = freeze_heap  # see Tracker.start
         self._routes = tracker.routes()
 
     # granian calls these around serving, in the worker, on its event loop's thread.
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.tracker.start()
+        self.tracker.start(freeze_heap=self.freeze_heap)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.tracker.stop()

@@ -26,10 +26,12 @@ def app_factory() -> PartnerflowApp:
     so."""
     _configure_logging()
     services = build(load_settings())
-    return create_app(services, tracking_only=os.environ.get(TRACK_ONLY_ENV) == "1")
+    return create_app(
+        services, tracking_only=os.environ.get(TRACK_ONLY_ENV) == "1", freeze_heap=True
+    )
 
 
 def rsgi_factory() -> TrackerRSGI:
     """RSGI: the tracker alone (`partnerflow track`, the default interface there)."""
     _configure_logging()
-    return TrackerRSGI(Tracker(build(load_settings())))
+    return TrackerRSGI(Tracker(build(load_settings())), freeze_heap=True)

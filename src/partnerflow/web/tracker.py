@@ -15,6 +15,7 @@ threads, medians; see docs/performance.md); each shortcut below says what it bou
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import json
 import logging
@@ -314,7 +315,12 @@ class Tracker:
     def started(self) -> bool:
         return self._started
 
-    def start(self) -> None:
+    def start(self, *, freeze_heap: bool = False) -> None:
+        """Warm the caches and start the lookup and writer threads. `freeze_heap` (server
+        processes, not tests): move every object alive after warm-up — modules, parsers,
+        the IP and agent tables — out of the garbage collector's reach (`gc.freeze`). A
+        full collection otherwise walks them all: measured 46-71 ms pauses on the event
+        loop about every 25 s under click load, enough for the p99."""
         if self._started:
             return
         self._started = True
@@ -324,6 +330,9 @@ class Tracker:
         geo.warm_up()
         self.lookup.start()
         self.writer.start()
+        if freeze_heap:
+            gc.collect()
+            gc.freeze()
 
     def stop(self) -> None:
         if not self._started:
