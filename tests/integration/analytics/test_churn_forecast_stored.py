@@ -4,23 +4,16 @@ demo seed's Trail Club subscription."""
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from sqlalchemy import Engine, select
-from typer.testing import CliRunner
+from tests.integration.analytics.cli_output import ok_json
 
 from partnerflow.analytics.churn import fit_sbg, fit_sbg_cohorts
 from partnerflow.bootstrap import Services
-from partnerflow.cli import clv as clv_cli
-from partnerflow.cli.runtime import reset_services
 from partnerflow.demo.seed import seed_demo
 from partnerflow.storage import tables as t
 from partnerflow.storage.clv_queries import subscription_payments
@@ -216,39 +209,6 @@ def world(services: Services) -> dict[str, int]:
     return {"club": club, "sub": sub, "shop": shop, "alpha": alpha, "beta": beta}
 
 
-@pytest.fixture
-def cli(services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("PARTNERFLOW_DATABASE_URL", services.settings.database_url)
-    monkeypatch.setenv("PARTNERFLOW_SPOOL_DIR", str(tmp_path / "cli-spool"))
-    root = typer.Typer()
-    root.add_typer(clv_cli.churn_app, name="churn")
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Any:
-        reset_services()
-        return runner.invoke(root, list(args))
-
-    yield invoke
-    reset_services()
-
-
-def _finite_everywhere(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite_everywhere(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite_everywhere(v) for v in value)
-    return True
-
-
-def _ok(result: Any) -> Any:
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    out = json.loads(result.stdout)
-    assert _finite_everywhere(out)
-    return out
-
-
 def _cohorts(out: dict[str, Any]) -> list[tuple[str, list[int], int]]:
     return [(c["label"], c["survivors"], c["returned_after_gap"]) for c in out["cohorts"]]
 
@@ -271,7 +231,9 @@ def test_stored_payments_follow_the_subscription_rules(
 
 
 def test_pooled_forecast_of_the_subscription_offer(cli: Any, world: dict[str, int]) -> None:
-    out = _ok(cli("churn", "forecast", "-p", "club", "--offer", "club", "--as-of", AS_OF, "--json"))
+    out = ok_json(
+        cli("churn", "forecast", "-p", "club", "--offer", "club", "--as-of", AS_OF, "--json")
+    )
     assert _cohorts(out) == [
         ("2025-01", [44, 29, 23, 20, 18, 17], 3),
         ("2025-02", [31, 21, 16, 14, 13], 0),
@@ -305,12 +267,12 @@ def test_pooled_forecast_of_the_subscription_offer(cli: Any, world: dict[str, in
 
 
 def test_every_offer_by_default_and_one_cohort(cli: Any, world: dict[str, int]) -> None:
-    every = _ok(cli("churn", "forecast", "-p", "club", "--as-of", AS_OF, "--json"))
+    every = ok_json(cli("churn", "forecast", "-p", "club", "--as-of", AS_OF, "--json"))
     # gap3's Shop order fills its February: it now survives to March.
     assert _cohorts(every)[0] == ("2025-01", [44, 30, 24, 20, 18, 17], 2)
     assert every["offers"] is None
     assert every["notes"][0].startswith("every offer's sales count as subscription payments")
-    one = _ok(
+    one = ok_json(
         cli(
             "churn", "forecast", "-p", "club", "--offer", "Club", "--as-of", AS_OF,
             "--cohort-start", "2025-01-20", "--horizon", "8", "--json",
@@ -325,9 +287,9 @@ def test_every_offer_by_default_and_one_cohort(cli: Any, world: dict[str, int]) 
 
 def test_partner_cohorts_partition_the_subscribers(cli: Any, world: dict[str, int]) -> None:
     base = ("churn", "forecast", "-p", "club", "--offer", "Club", "--as-of", AS_OF, "--json")
-    everyone = _ok(cli(*base))
-    alpha = _ok(cli(*base, "--partner", str(world["alpha"])))
-    beta = _ok(cli(*base, "--partner", str(world["beta"])))
+    everyone = ok_json(cli(*base))
+    alpha = ok_json(cli(*base, "--partner", str(world["alpha"])))
+    beta = ok_json(cli(*base, "--partner", str(world["beta"])))
     assert alpha["partner_id"] == world["alpha"]
     # Acquisition is the first payment's partner; renewals credited elsewhere do not move it.
     # The unattributed subscribers (every third generated one, gap*, tz1) make up the rest.
@@ -370,12 +332,16 @@ def test_refusals_say_why(cli: Any, world: dict[str, int]) -> None:
 
 
 def test_the_typed_survivors_form_still_works(cli: Any) -> None:
-    out = _ok(cli("churn", "forecast", "--survivors", "1000,631,468,382,326,289,262,241", "--json"))
+    out = ok_json(
+        cli("churn", "forecast", "--survivors", "1000,631,468,382,326,289,262,241", "--json")
+    )
     assert (round(out["alpha"], 3), round(out["beta"], 3)) == (0.704, 1.182)
     assert out["periods"][7]["actual"] == 241 and out["periods"][7]["observed_survival"] == 0.241
     assert out["expected_lifetime"] is None  # α < 1
     assert out["median_lifetime"] == 2
-    same = _ok(cli("churn", "forecast", "--survivors", "1000,631,468", "--periods", "3", "--json"))
+    same = ok_json(
+        cli("churn", "forecast", "--survivors", "1000,631,468", "--periods", "3", "--json")
+    )
     assert same["horizon"] == 3 and len(same["periods"]) == 4
 
 
@@ -383,7 +349,7 @@ def test_the_demo_club_is_a_subscription_the_forecast_can_fit(services: Services
     seed_demo(services.engine, services.clock, seed=5, clicks=20_000)
     with services.engine.connect() as conn:
         offers = dict(conn.execute(select(t.offers.c.name, t.offers.c.id)).all())
-    out = _ok(
+    out = ok_json(
         cli(
             "churn", "forecast", "-p", "northwind", "--offer", "Trail Club membership",
             "--as-of", "2026-03-01", "--json",

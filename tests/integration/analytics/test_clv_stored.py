@@ -7,23 +7,17 @@ on hand-made data where every count is known.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from sqlalchemy import Engine
-from typer.testing import CliRunner
+from tests.integration.analytics.cli_output import ok_json
 
 from partnerflow.analytics import cohorts
 from partnerflow.bootstrap import Services
-from partnerflow.cli import clv as clv_cli
-from partnerflow.cli.runtime import reset_services
 from partnerflow.commissions.rates import RateTable
 from partnerflow.storage import tables as t
 from partnerflow.storage.clv_queries import program_sales
@@ -236,40 +230,6 @@ def world(services: Services) -> dict[str, int]:
     return {"shop": shop, "alpha": alpha, "beta": beta, "flat": flat}
 
 
-@pytest.fixture
-def cli(services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("PARTNERFLOW_DATABASE_URL", services.settings.database_url)
-    monkeypatch.setenv("PARTNERFLOW_SPOOL_DIR", str(tmp_path / "cli-spool"))
-    root = typer.Typer()
-    root.add_typer(clv_cli.app, name="clv")
-    root.add_typer(clv_cli.churn_app, name="churn")
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Any:
-        reset_services()
-        return runner.invoke(root, list(args))
-
-    yield invoke
-    reset_services()
-
-
-def _finite_everywhere(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite_everywhere(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite_everywhere(v) for v in value)
-    return True
-
-
-def _ok(result: Any) -> Any:
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    out = json.loads(result.stdout)
-    assert _finite_everywhere(out)
-    return out
-
-
 # --------------------------------------------------------------------------- storage reader
 
 
@@ -325,7 +285,7 @@ def test_cohort_totals_are_exact_sums_of_the_customers(
 
 
 def test_clv_predict_by_partner_json(cli: Any, world: dict[str, int]) -> None:
-    out = _ok(
+    out = ok_json(
         cli("clv", "predict", "--program", "shop", "--calibration-end", "2025-06-30", "--json")
     )
     assert (out["by"], out["model"], out["currency"], out["horizon_months"]) == (
@@ -352,7 +312,7 @@ def test_clv_predict_by_partner_json(cli: Any, world: dict[str, int]) -> None:
 def test_clv_predict_by_customer_with_limit_and_other_models(
     cli: Any, world: dict[str, int]
 ) -> None:
-    out = _ok(
+    out = ok_json(
         cli(
             "clv",
             "predict",
@@ -382,7 +342,7 @@ def test_clv_predict_by_customer_with_limit_and_other_models(
         ("mbgnbd", {"r", "alpha", "a", "b"}),
         ("pareto", {"r", "alpha", "s", "beta"}),
     ):
-        other = _ok(
+        other = ok_json(
             cli(
                 "clv",
                 "predict",
@@ -402,7 +362,7 @@ def test_clv_predict_by_customer_with_limit_and_other_models(
 def test_clv_predict_falls_back_to_the_historical_mean_spend(
     cli: Any, world: dict[str, int]
 ) -> None:
-    out = _ok(cli("clv", "predict", "-p", "flat", "--calibration-end", "2025-06-30", "--json"))
+    out = ok_json(cli("clv", "predict", "-p", "flat", "--calibration-end", "2025-06-30", "--json"))
     assert out["spend_model"] == "historical_mean" and out["gamma_gamma"] is None
     assert out["historical_mean_spend"] == "10.00"
     assert any("Gamma-Gamma could not be fitted" in n for n in out["notes"])
@@ -410,7 +370,7 @@ def test_clv_predict_falls_back_to_the_historical_mean_spend(
     assert table.exit_code == 0, table.output
     assert "historical mean spend on 20 customers" in table.stdout
     assert [(r["partner"], r["customers"]) for r in out["rows"]] == [("(unattributed)", 20)]
-    each = _ok(
+    each = ok_json(
         cli(
             "clv",
             "predict",
@@ -467,7 +427,7 @@ def test_churn_rate_per_month_and_per_partner(cli: Any, world: dict[str, int]) -
     #   c6 (Alpha; Jan 31 23:30 UTC)                  x
     # Feb: at start {c1,c2,c3}, lost {c2,c3}; Mar: {c1,c4,c6}, lost {c6};
     # Apr: {c1,c3,c4,c5}, lost {c1,c3,c4}.
-    out = _ok(
+    out = ok_json(
         cli(
             "churn",
             "rate",
@@ -502,7 +462,7 @@ def test_churn_rate_per_month_and_per_partner(cli: Any, world: dict[str, int]) -
     }
     assert partners["(unattributed)"][0]["churn_rate"] is None
     assert partners["(unattributed)"][2]["churn_rate"] == 0.0
-    weekly = _ok(
+    weekly = ok_json(
         cli(
             "churn",
             "rate",
@@ -542,7 +502,9 @@ def test_churn_rate_table_and_errors(cli: Any, world: dict[str, int]) -> None:
 
 
 def test_churn_forecast_reproduces_fader_hardie_2007(cli: Any) -> None:
-    out = _ok(cli("churn", "forecast", "--survivors", "1000,631,468,382,326,289,262,241", "--json"))
+    out = ok_json(
+        cli("churn", "forecast", "--survivors", "1000,631,468,382,326,289,262,241", "--json")
+    )
     assert (round(out["alpha"], 3), round(out["beta"], 3)) == (0.704, 1.182)
     assert len(out["periods"]) == 13 and out["periods"][7]["actual"] == 241
     assert out["periods"][8]["actual"] is None and out["periods"][0]["retention_rate"] is None
