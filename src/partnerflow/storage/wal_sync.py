@@ -1,8 +1,9 @@
 """SQLite: the WAL fsync of the tracker writer's commits, overlapped with the next batch.
 
 With `synchronous=FULL`, SQLite fsyncs the WAL inside COMMIT, holding the write lock: the
-writer thread can do nothing else meanwhile, and with a few dozen requests in flight the
-tracker sits idle for every fsync (measured: ~40% idle at 32 connections). So when the
+writer thread can do nothing else meanwhile, so every slow fsync holds up the next batch
+too (measured, docs/performance.md: +30% clicks/s at 128 connections with this syncer, and
+on a disk with slow fsyncs 7.7-9.7k instead of 2.6-5.6k clicks/s in-process). So when the
 database is configured FULL (or EXTRA), the writer's own connection commits with
 `synchronous=NORMAL` (frames written to the WAL, no fsync) and hands the batch to this
 syncer thread, which fdatasyncs the WAL file and only then lets the batch's requests be
