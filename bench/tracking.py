@@ -5,10 +5,11 @@ so the ratios compare like with like (absolute numbers swing ±30% between runs 
 
 1. nginx (one worker, pinned to core 0) returning a static 302 with a Set-Cookie, measured
    by wrk pinned to core 1: the reference.
-2. `partnerflow track` (one granian worker, pinned to core 0) on a fresh, seeded SQLite
-   database (WAL, synchronous=FULL), `/c/{code}` with sub-ids and a browser user agent,
-   measured the same way; then the number of 302s wrk counted is compared with the click
-   rows stored.
+2. `partnerflow track` (one worker of the built-in server, pinned to core 0) on a fresh,
+   seeded SQLite database (WAL, synchronous=FULL), `/c/{code}` with sub-ids and a browser
+   user agent, measured the same way; then the number of 302s wrk counted is compared with
+   the click rows stored. `--granian` / `--asgi` also measure the same handlers on granian's
+   RSGI / ASGI interface in the same run, each followed by nginx again.
 3. The same server at about half the rate it reached (wrk's per-request `delay()` hook
    paces each connection; wrk2 is not packaged in Debian), for p99 at a sustainable load.
    Each delay is drawn uniformly around the mean, so the 64 connections stay independent
@@ -202,11 +203,11 @@ def db_count(env: dict[str, str], sql: str) -> Any:
 
 
 def start_tracker(
-    env: dict[str, str], port: int, interface: str = "rsgi"
+    env: dict[str, str], port: int, server: str = "builtin", interface: str = "rsgi"
 ) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, str(VENV_BIN / "partnerflow"), "track",
-         "--port", str(port), "--workers", "1", "--interface", interface],
+         "--port", str(port), "--workers", "1", "--server", server, "--interface", interface],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     wait_port(port)
@@ -235,7 +236,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
-        "--asgi", action="store_true", help="also measure clicks over the ASGI interface"
+        "--granian", action="store_true", help="also measure clicks on granian's RSGI interface"
+    )
+    parser.add_argument(
+        "--asgi", action="store_true", help="also measure clicks on granian's ASGI interface"
     )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
@@ -317,22 +321,23 @@ def main() -> None:
                   f" ledger entries {ledger}, errors {pb['errors']}")  # fmt: skip
         finally:
             stop(proc)
-        if args.asgi:
-            # The same handlers over granian's ASGI interface (what `serve` runs), for the
-            # RSGI-vs-ASGI difference in this run.
+        others = [("rsgi", args.granian), ("asgi", args.asgi)]
+        for interface in [name for name, wanted in others if wanted]:
+            # The same handlers on granian (RSGI: `track --server granian`; ASGI: what
+            # `serve` runs), for the difference between the servers in this run.
             port = free_port()
-            proc = start_tracker(env, port, "asgi")
+            proc = start_tracker(env, port, "granian", interface)
             try:
                 url = f"http://127.0.0.1:{port}/c/{seeded['code']}?sub1=bench&sub2=wrk&utm_source=bench"
                 wrk(url, 2, args.connections, None, tmp)
-                asgi = wrk(url, args.duration, args.connections, None, tmp)
-                results["clicks_asgi"] = asgi
+                other = wrk(url, args.duration, args.connections, None, tmp)
+                results[f"clicks_granian_{interface}"] = other
             finally:
                 stop(proc)
-            nginx3 = run_nginx(tmp, args.duration, args.connections, "c")
-            results["nginx_after_asgi"] = nginx3
-            print(line("nginx again, right after the ASGI clicks", nginx3))
-            print(line("partnerflow track --interface asgi /c/{code}", asgi, nginx3["rps"]))
+            nginx3 = run_nginx(tmp, args.duration, args.connections, f"c-{interface}")
+            results[f"nginx_after_granian_{interface}"] = nginx3
+            print(line(f"nginx again, right after granian {interface.upper()}", nginx3))
+            print(line(f"track --server granian --interface {interface}", other, nginx3["rps"]))
         results["load_average_after"] = os.getloadavg()
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if args.json:

@@ -1,9 +1,10 @@
 """SIGKILL under load loses no acknowledged click or conversion.
 
-`partnerflow track` (granian) runs as a subprocess on SQLite; clicks and postbacks are sent
-concurrently, every acknowledged one (302 / 200) is recorded, the whole process group is
-killed with SIGKILL mid-stream, the tracker is restarted, and then every acknowledged click
-id must be in the database and every acknowledged postback must answer "duplicate": true.
+`partnerflow track` (the built-in server) runs as a subprocess on SQLite; clicks and
+postbacks are sent concurrently, every acknowledged one (302 / 200) is recorded, the whole
+process group is killed with SIGKILL mid-stream, the tracker is restarted, and then every
+acknowledged click id must be in the database and every acknowledged postback must answer
+"duplicate": true.
 """
 
 from __future__ import annotations

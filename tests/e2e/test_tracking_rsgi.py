@@ -1,4 +1,5 @@
-"""`partnerflow track` serves the tracker over granian's RSGI interface (its default); the
+"""`partnerflow track --server granian` serves the tracker over granian's RSGI interface
+(granian's default there; the built-in server is tested in test_tracking_http1.py): the
 same handlers as the ASGI app: a click redirects with its cookie and its row is stored, a
 postback is recorded and answered, junk is refused with JSON, never a 500."""
 
@@ -51,7 +52,7 @@ def tracker(tmp_path: Path) -> Iterator[tuple[str, str, World]]:
     env.pop("PARTNERFLOW_REDIS_URL", None)
     port = free_port()
     proc = subprocess.Popen(
-        [PARTNERFLOW, "track", "--port", str(port), "--interface", "rsgi"],
+        [PARTNERFLOW, "track", "--port", str(port), "--server", "granian", "--interface", "rsgi"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -231,6 +231,7 @@ class EventWriter:
         max_batch: int = 2000,
         pricing: PricingCache | None = None,
         cap_store: ConversionCapStore | None = None,
+        sync_thread: bool = False,
     ) -> None:
         self.engine = engine
         self.lookup = lookup
@@ -242,12 +243,13 @@ class EventWriter:
         self.sql = _Sql(engine.dialect.name)
         # SQLite: checkpoints run beside the writer, never inside its commits (p99).
         self.checkpointer = WalCheckpointer(engine) if self.sql.sqlite else None
-        # SQLite FULL/EXTRA: the WAL fsync runs beside the next batch (`storage.wal_sync`);
-        # `_sync_level` is the level the writer's connection is restored to, when in use.
+        # SQLite FULL/EXTRA with `sync_thread`: the WAL fsync runs beside the next batch
+        # (`storage.wal_sync`); `_sync_level` is the level the writer's connection is restored
+        # to, when in use. Without it each commit fsyncs inside COMMIT, as configured.
         database = engine.url.database if self.sql.sqlite else None
         self.syncer = (
             WalSyncer(Path(f"{database}-wal"), self._settle, DatabaseUnavailable)
-            if database and database != ":memory:"
+            if sync_thread and database and database != ":memory:"
             else None
         )
         self._sync_level: int | None = None

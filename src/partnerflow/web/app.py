@@ -69,6 +69,7 @@ class PartnerflowApp:
             await self._ui_lifespan.shutdown()
             self._ui_lifespan = None
         await asyncio.get_running_loop().run_in_executor(None, self.tracker.stop)
+        await self.tracker.close_connections()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

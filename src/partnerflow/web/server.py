@@ -1,6 +1,7 @@
-"""Granian entry points. Granian imports these factories in *each worker process*, so every
-worker builds its own settings, engine, link cache and writer (nothing is shared across
-processes except the database, the spool directory and Redis)."""
+"""Server entry points. Granian and the built-in tracker server (`web.http1`) call these
+factories in *each worker process*, so every worker builds its own settings, engine, link
+cache and writer (nothing is shared across processes except the database, the spool
+directory and Redis)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def app_factory() -> PartnerflowApp:
     return create_app(
         services, tracking_only=os.environ.get(TRACK_ONLY_ENV) == "1", freeze_heap=True
     )
+
+
+def tracker_factory() -> Tracker:
+    """The tracker alone, for the built-in server (`web.http1`), in each worker."""
+    _configure_logging()
+    return Tracker(build(load_settings()))
 
 
 def rsgi_factory() -> TrackerRSGI:

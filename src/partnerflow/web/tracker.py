@@ -20,7 +20,7 @@ import ipaddress
 import json
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -303,6 +303,7 @@ class Tracker:
             settings.spool_dir,
             max_batch=settings.writer_max_batch,
             cap_store=services.conversion_cap_store(),
+            sync_thread=settings.sqlite_sync_thread,
         )
         self.unique_window = settings.unique_click_window_seconds
         self.secure_cookies = settings.public_base_url.startswith("https://")
@@ -340,6 +341,13 @@ class Tracker:
         self._started = False
         self.writer.stop()
         self.lookup.stop()
+
+    async def close_connections(self) -> None:
+        """Close what belongs to the serving event loop (the Redis counters' asyncio
+        client); call it on that loop when the server stops."""
+        aclose = getattr(self.counters, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     # -- lookups -------------------------------------------------------------------------
     async def _link(self, code: str) -> LinkTarget | None:
@@ -605,7 +613,7 @@ class Tracker:
             },
         )
 
-    def routes(self) -> dict[str, Callable[[TrackRequest], Awaitable[Reply]]]:
+    def routes(self) -> dict[str, Callable[[TrackRequest], Coroutine[Any, Any, Reply]]]:
         """The endpoints that take a `TrackRequest`, by exact path."""
         return {"/postback": self.postback, "/px": self.pixel, "/api/v1/orders": self.order}
 

@@ -34,7 +34,9 @@ def _services(tmp_path: Path, synchronous: str = "FULL") -> Services:
 
 
 def _writer(svc: Services) -> EventWriter:
-    return EventWriter(svc.engine, TrackingLookup(svc.engine), svc.clock, svc.settings.spool_dir)
+    return EventWriter(
+        svc.engine, TrackingLookup(svc.engine), svc.clock, svc.settings.spool_dir, sync_thread=True
+    )
 
 
 def _row(writer: EventWriter) -> tuple[object, ...]:
