@@ -331,12 +331,17 @@ class EventWriter:
     async def write_click(self, row: tuple[Any, ...]) -> None:
         """Store a click row (`CLICK_COLUMNS`, created_at from `stamp()`); returns once
         durable, raises DatabaseUnavailable if neither the database nor the spool took it."""
+        error = await self.enqueue_click(row)
+        if error is not None:
+            raise DatabaseUnavailable(str(error))
+
+    def enqueue_click(self, row: tuple[Any, ...]) -> asyncio.Future[BaseException | None]:
+        """`write_click` without awaiting: the future of the row's batch, done once the batch
+        is durable (result None) or failed (the error). Call it on the event loop."""
         with self._lock:
             batch = self._batch()
             batch.clicks.append(row)
-        error = await batch.future
-        if error is not None:
-            raise DatabaseUnavailable(str(error))
+        return batch.future
 
     async def write_impression(self, row: tuple[Any, ...]) -> None:
         with self._lock:

@@ -44,6 +44,7 @@ from urllib.parse import unquote
 import httptools
 
 from partnerflow.core.errors import PartnerflowError
+from partnerflow.storage.event_writer import DatabaseUnavailable
 from partnerflow.web.tracker import (
     INTERNAL_ERROR,
     NOT_FOUND,
@@ -139,6 +140,16 @@ class Dispatcher:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         self.routes = tracker.routes()
+
+    def click_now(
+        self, req: Request, peer: str | None
+    ) -> tuple[Reply, asyncio.Future[BaseException | None] | None] | None:
+        """`Tracker.click_now` for a `/c/` request: the common click without a coroutine."""
+        headers = req.headers
+        return self.tracker.click_now(
+            req.path[3:], req.query, headers.get("user-agent"), headers.get("referer"),
+            headers.get("cookie"), headers.get("origin"), peer, headers.get("x-forwarded-for"),
+        )  # fmt: skip
 
     def handle(self, req: Request, peer: str | None) -> Coroutine[Any, Any, Reply]:
         """The handler's coroutine; its errors are turned into replies by the caller (as
@@ -409,6 +420,9 @@ class _Connection(asyncio.Protocol):
                     self._write(item, keep_alive=False, head=False)  # answer here
                     break
                 self.busy = True
+                quick = item.path.startswith("/c/") and not self.server.use_tasks
+                if quick and self._click_now(item):
+                    continue
                 coro = self.server.dispatcher.handle(item, self.peer)
                 if self.server.use_tasks:
                     task = asyncio.get_running_loop().create_task(coro)
@@ -427,6 +441,33 @@ class _Connection(asyncio.Protocol):
         if self._continue and not self.busy and not self.queue and self.transport is not None:
             self._continue = False
             self.transport.write(_CONTINUE)
+
+    def _click_now(self, req: Request) -> bool:
+        """Serve a click without a coroutine (`Tracker.click_now`): answered at once, or
+        from its batch's done-callback once durable. False: it needs the coroutine."""
+        try:
+            quick = self.server.dispatcher.click_now(req, self.peer)
+        except Exception as exc:
+            self._answer(req, failure_reply(exc, req))
+            return True
+        if quick is None:
+            return False
+        reply, durable = quick
+        if durable is None:
+            self._answer(req, reply)
+        else:
+            durable.add_done_callback(functools.partial(self._durable, req, reply))
+        return True
+
+    def _durable(
+        self, req: Request, reply: Reply, batch: asyncio.Future[BaseException | None]
+    ) -> None:
+        if batch.cancelled():  # the loop is closing: nobody to answer
+            return
+        error = batch.result()
+        if error is not None:
+            reply = failure_reply(DatabaseUnavailable(str(error)), req)
+        self._answer(req, reply)
 
     def _step(self, coro: Coroutine[Any, Any, Reply], req: Request, _: Any = None) -> None:
         """Advance a handler's coroutine, as an asyncio task would (without a task: no

@@ -247,6 +247,32 @@ class _LinkPlan:
     ids: tuple[int, int, int, int]  # program, offer, partner, link
 
 
+class _Click:
+    """A click between its preparation and its counters (`Tracker._click_prepare`)."""
+
+    __slots__ = (
+        "agent", "click_id", "ip", "keys", "location", "new_visitor", "params", "plan", "q",
+        "referrer", "visitor",
+    )  # fmt: skip
+
+    def __init__(
+        self, plan: _LinkPlan, q: dict[str, str], params: Any, click_id: str, location: str,
+        ip: str | None, agent: _Agent, referrer: str | None, visitor: str, new_visitor: bool,
+        keys: tuple[Any, ...],
+    ) -> None:  # fmt: skip
+        self.plan = plan
+        self.q = q
+        self.params = params
+        self.click_id = click_id
+        self.location = location
+        self.ip = ip
+        self.agent = agent
+        self.referrer = referrer
+        self.visitor = visitor
+        self.new_visitor = new_visitor
+        self.keys = keys
+
+
 class TrustedProxies:
     """`X-Forwarded-For` is believed only from these peers (settings.trusted_proxies, IPs
     or CIDR ranges); the client is then the right-most address not itself a trusted proxy.
@@ -447,6 +473,65 @@ class Tracker:
             target = await self._link(code)
             if target is None:
                 raise NotFound("unknown tracking link", field="code")
+        click = self._click_prepare(code, target, query, ua, referrer, cookie, peer, forwarded)
+        if not isinstance(click, _Click):
+            return click
+        if target.program_id in self.lookup.snapshot.caps:
+            refused = await self._click_cap(target)
+            if refused is not None:
+                return refused
+        if self.counters.is_async:
+            counts = await self.counters.check_click_many_async(*click.keys)
+        else:
+            counts = self.counters.check_click_many(*click.keys)
+        reply, row = self._click_finish(click, counts, origin)
+        await self.writer.write_click(row)
+        return reply
+
+    def click_now(
+        self,
+        code: str,
+        query: bytes | str,
+        ua: str | None,
+        referrer: str | None,
+        cookie: str | None,
+        origin: str | None,
+        peer: str | None,
+        forwarded: str | None = None,
+    ) -> tuple[Reply, asyncio.Future[BaseException | None] | None] | None:
+        """`click` without awaiting, for a server that answers from the durable write's
+        callback (`web.http1`: no coroutine suspended per click). Returns the reply and the
+        future of its batch (None: answer at once; a result that is not None means the
+        write failed: answer 503), or None when this click needs a thread or Redis — a
+        link not in the snapshot, a program with caps, Redis counters — and `click` must
+        serve it. Raises the same refusals as `click`."""
+        target = self.lookup.snapshot.links.get(code)
+        if (
+            target is None
+            or self.counters.is_async
+            or target.program_id in self.lookup.snapshot.caps
+        ):
+            return None
+        click = self._click_prepare(code, target, query, ua, referrer, cookie, peer, forwarded)
+        if not isinstance(click, _Click):
+            return click, None
+        counts = self.counters.check_click_many(*click.keys)
+        reply, row = self._click_finish(click, counts, origin)
+        return reply, self.writer.enqueue_click(row)
+
+    def _click_prepare(
+        self,
+        code: str,
+        target: LinkTarget,
+        query: bytes | str,
+        ua: str | None,
+        referrer: str | None,
+        cookie: str | None,
+        peer: str | None,
+        forwarded: str | None,
+    ) -> _Click | Reply:
+        """Everything a click needs before its counters: the parameters, the landing URL,
+        the visitor; or the reply of a click that stops here (an inactive link)."""
         plan = self._plans.get(code)
         if plan is None or plan.target is not target:  # new link or refreshed snapshot
             plan = self._plan(code, target)
@@ -456,10 +541,6 @@ class Tracker:
             if target.fallback_url:
                 return 302, [("location", target.fallback_url), NO_STORE], b""
             raise NotFound("this link is not active", field="code")
-        if target.program_id in self.lookup.snapshot.caps:
-            refused = await self._click_cap(target)
-            if refused is not None:
-                return refused
         click_id = new_click_id()
         if params.js:
             location = ""
@@ -486,51 +567,53 @@ class Tracker:
         # clients that drop cookies) clicked this link within the window. One counters call
         # for both keys and the velocity count (one lock, or one Redis round trip).
         prefix = plan.dedupe_prefix
-        fp_key = f"{prefix}{ip}|{agent.fingerprint}"
         # Velocity per IP, per partner and per returning visitor: the click score's counts.
-        ip_key = "v:" + ip if ip else "v:-"
-        visitor_key = None if new_visitor else "vv:" + visitor
-        if self.counters.is_async:
-            seen, by_ip, by_partner, by_visitor = await self.counters.check_click_many_async(
-                fp_key, prefix + visitor, self.unique_window, ip_key, plan.partner_key,
-                visitor_key, VELOCITY_WINDOW,
-            )  # fmt: skip
-        else:
-            seen, by_ip, by_partner, by_visitor = self.counters.check_click_many(
-                fp_key, prefix + visitor, self.unique_window, ip_key, plan.partner_key,
-                visitor_key, VELOCITY_WINDOW,
-            )  # fmt: skip
+        keys = (
+            f"{prefix}{ip}|{agent.fingerprint}", prefix + visitor, self.unique_window,
+            "v:" + ip if ip else "v:-", plan.partner_key,
+            None if new_visitor else "vv:" + visitor, VELOCITY_WINDOW,
+        )  # fmt: skip
+        return _Click(
+            plan, q, params, click_id, location, ip, agent, referrer, visitor, new_visitor, keys
+        )
+
+    def _click_finish(
+        self, click: _Click, counts: tuple[bool, int, int, int], origin: str | None
+    ) -> tuple[Reply, tuple[Any, ...]]:
+        """The click's row and its reply, from its counters."""
+        seen, by_ip, by_partner, by_visitor = counts
+        q, params, agent, referrer = click.q, click.params, click.agent, click.referrer
         ad_ids = _AD_KEYS.intersection(q) if q else _NO_IDS
         bits = _risk_bits(by_ip, by_visitor, by_partner, seen, bool(referrer))
-        score, codes = _click_risk(agent.verdict, classify_ip(ip), bits, ad_ids)
+        score, codes = _click_risk(agent.verdict, classify_ip(click.ip), bits, ad_ids)
         flags = f"{';'.join(params.dropped)};{codes}" if params.dropped and codes else (
             codes or (";".join(params.dropped) if params.dropped else None)
         )  # fmt: skip
         subs = params.sub_ids
+        plan = click.plan
         program_id, offer_id, partner_id, link_id = plan.ids
-        await self.writer.write_click(
-            (
-                click_id, self.writer.stamp(), program_id, offer_id, partner_id, link_id, ip,
-                agent.text, referrer, subs.get("sub1"), subs.get("sub2"), subs.get("sub3"),
-                subs.get("sub4"), subs.get("sub5"), geo.country_of(ip), agent.device,
-                agent.os, agent.browser, not seen, agent.bot, params.qr, score, flags,
-                params.creative_id,
-            )
+        click_id, ip = click.click_id, click.ip
+        row = (
+            click_id, self.writer.stamp(), program_id, offer_id, partner_id, link_id, ip,
+            agent.text, referrer, subs.get("sub1"), subs.get("sub2"), subs.get("sub3"),
+            subs.get("sub4"), subs.get("sub5"), geo.country_of(ip), agent.device,
+            agent.os, agent.browser, not seen, agent.bot, params.qr, score, flags,
+            params.creative_id,
         )  # fmt: skip
         headers: Headers = [("set-cookie", f"pf_click={click_id}{plan.click_cookie}"), NO_STORE]
-        if new_visitor:
-            headers.append(("set-cookie", f"pf_vid={visitor}{plan.visitor_cookie}"))
+        if click.new_visitor:
+            headers.append(("set-cookie", f"pf_vid={click.visitor}{plan.visitor_cookie}"))
         if params.js:
-            if origin and _origin_allowed(origin, target):
+            if origin and _origin_allowed(origin, plan.target):
                 headers += [
                     ("access-control-allow-origin", origin),
                     ("access-control-allow-credentials", "true"),
                     ("vary", "Origin"),
                 ]
             body = json.dumps({"click_id": click_id, "max_age": plan.max_age}).encode()
-            return 200, [JSON_TYPE, *headers], body
-        headers.append(("location", location))
-        return 302, headers, b""
+            return (200, [JSON_TYPE, *headers], body), row
+        headers.append(("location", click.location))
+        return (302, headers, b""), row
 
     # -- impressions and the JS snippet ----------------------------------------------------
     async def impression(self, code: str, ua: str | None, peer: str | None, forwarded: str | None
