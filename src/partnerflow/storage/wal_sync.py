@@ -1,14 +1,16 @@
 """SQLite: the WAL fsync of the tracker writer's commits, overlapped with the next batch.
 
-With `synchronous=FULL`, SQLite fsyncs the WAL inside COMMIT, holding the write lock: the
-writer thread can do nothing else meanwhile, so every slow fsync holds up the next batch
-too (measured, docs/performance.md: +30% clicks/s at 128 connections with this syncer, and
-on a disk with slow fsyncs 7.7-9.7k instead of 2.6-5.6k clicks/s in-process). So when the
-database is configured FULL (or EXTRA), the writer's own connection commits with
-`synchronous=NORMAL` (frames written to the WAL, no fsync) and hands the batch to this
-syncer thread, which fdatasyncs the WAL file and only then lets the batch's requests be
-answered. Meanwhile the writer already writes the next batch; one fdatasync covers every
-batch committed before it started, so under load one fsync serves several commits.
+Opt-in (`PARTNERFLOW_SQLITE_SYNC_THREAD=1`). With `synchronous=FULL`, SQLite fsyncs the WAL
+inside COMMIT, holding the write lock: the writer thread can do nothing else meanwhile, and
+the events that arrive during the fsync join the next, larger group commit. With this
+syncer, the writer's own connection commits with `synchronous=NORMAL` (frames written to
+the WAL, no fsync) and hands the batch to this thread, which fdatasyncs the WAL file and
+only then lets the batch's requests be answered. Meanwhile the writer already writes the
+next batch; one fdatasync covers every batch committed before it started. Measured
+(docs/performance.md): +30% clicks/s behind granian at 128 connections and steadier on a
+disk with slow fsyncs, but 15-18% fewer behind the built-in tracker server, where more,
+smaller commits (each rewriting the same index pages) cost more than the overlap saves —
+hence off by default.
 
 Durability is that of FULL for everything acknowledged: a request is answered only after
 its commit's frames (and the WAL header, which SQLite rewrites when the WAL restarts) are

@@ -4,11 +4,13 @@ Why hand-written (the rule is a library unless measured speed demands otherwise)
 click must wait until its batch is durable before it is answered, and granian's path for a
 request that waits costs more CPU than the whole click: a Python task per request, a Rust
 runtime thread parsing and writing, and a cross-thread wake-up for each answer. Measured
-on one core at 32 connections (docs/performance.md): ~83 µs of CPU per click under granian
-against ~55-66 µs here, +26-45% clicks/s. This module does only the framing: requests are
-parsed by httptools (llhttp, Node.js's parser), handlers are `web.tracker`'s (the same code
-granian's RSGI and ASGI interfaces run), and each request's coroutine is stepped by hand
-from the loop's callbacks instead of being wrapped in a task (see `_Connection._step`).
+on one core at 32 connections (docs/performance.md): 73-84 µs of CPU per click under
+granian against 64-68 µs here, 13-28% more clicks/s in the same benchmark runs. This module
+does only the framing: requests are parsed by httptools (llhttp, Node.js's parser),
+handlers are `web.tracker`'s (the same code granian's RSGI and ASGI interfaces run), the
+common click runs without a coroutine (`Tracker.click_now`, answered from its batch's
+done-callback), and other requests' coroutines are stepped by hand from the loop's
+callbacks instead of being wrapped in a task (see `_Connection._step`).
 
 What it enforces, per connection: answers in request order (pipelined requests queue;
 reading pauses past `MAX_PIPELINE`), a request line of at most `MAX_URL` bytes (414),
