@@ -272,6 +272,7 @@ class _Connection(asyncio.Protocol):
         self._draining = False
         self._continue = False  # a `100 Continue` owed once the answers ahead are out
         self._eof = False  # the client will send nothing more
+        self._write_paused = False  # our answers are piling up unread: read nothing more
         # The request being parsed.
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -325,9 +326,11 @@ class _Connection(asyncio.Protocol):
             self._fail(BAD_REQUEST)
 
     def pause_writing(self) -> None:  # the client is not reading its answers
+        self._write_paused = True
         self._pause()
 
     def resume_writing(self) -> None:
+        self._write_paused = False
         if not self.failed and len(self.queue) < MAX_PIPELINE:
             self._resume()
 
@@ -557,7 +560,7 @@ class _Connection(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def _resume(self) -> None:
-        if self.paused and self.transport is not None:
+        if self.paused and not self._write_paused and self.transport is not None:
             self.paused = False
             with contextlib.suppress(RuntimeError):
                 self.transport.resume_reading()

@@ -338,6 +338,25 @@ async def test_a_long_pipeline_past_the_queue_limit_is_answered_in_order(
     assert count(services, t.clicks) == http1.MAX_PIPELINE
 
 
+async def test_a_client_that_never_reads_its_answers_stops_being_read(
+    running: Running,
+) -> None:
+    """Pipelined requests with nobody reading the answers: once the answers pile up past
+    the transport's high-water mark the server stops reading, so what it buffers stays
+    bounded however much the client sends; reading the answers lets it resume."""
+    reader, writer = await running.connect()
+    request = get("/pf.js")  # ~1 KB answers
+    writer.write(request * 5000)  # ~5 MB of answers if all were taken in
+    await asyncio.sleep(0.5)
+    (conn,) = running.server.connections
+    assert conn.transport is not None
+    buffered = conn.transport.get_write_buffer_size()
+    assert conn.paused
+    assert buffered < 1024 * 1024
+    for _ in range(50):  # the client reads: the server goes on answering
+        assert (await read_response(reader)).status == 200
+
+
 async def test_a_bad_request_behind_good_ones_is_answered_last_and_closes(
     running: Running,
 ) -> None:
