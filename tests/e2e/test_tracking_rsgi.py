@@ -99,6 +99,9 @@ def test_rsgi_click_redirects_and_stores_its_row(tracker: tuple[str, str, World]
     assert (row.device, row.os, row.browser, row.is_unique) == (
         "desktop", "Windows", "Chrome", True,
     )  # fmt: skip
+    head = httpx.head(base + "/c/ann-shop", headers={"user-agent": UA})
+    assert (head.status_code, head.headers["location"]) == (302, "https://shop.example.com/landing")
+    assert "set-cookie" not in head.headers  # a HEAD is no click
 
     pb = httpx.post(
         base + "/postback",

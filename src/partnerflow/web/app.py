@@ -108,6 +108,10 @@ class PartnerflowApp:
 
     async def _click(self, scope: Scope, send: Send) -> None:
         await self._ensure_started()
+        if scope["method"] == "HEAD":  # where the link leads, no click recorded
+            call = self.tracker.click_head(scope["path"][3:])
+            await send_reply(send, await guarded(call, "HEAD", scope["path"]))
+            return
         ua = referrer = cookie = origin = forwarded = None
         # One pass over the headers for the five the click reads (latin-1 never fails).
         for key, raw in scope["headers"]:

@@ -160,6 +160,8 @@ class Dispatcher:
         tracker = self.tracker
         headers = req.headers
         if path.startswith("/c/"):
+            if req.method == "HEAD":
+                return tracker.click_head(path[3:])
             return tracker.click(
                 path[3:], req.query, headers.get("user-agent"), headers.get("referer"),
                 headers.get("cookie"), headers.get("origin"), peer,
@@ -425,7 +427,11 @@ class _Connection(asyncio.Protocol):
                     self._write(item, keep_alive=False, head=False)  # answer here
                     break
                 self.busy = True
-                quick = item.path.startswith("/c/") and not self.server.use_tasks
+                quick = (
+                    item.path.startswith("/c/")
+                    and item.method != "HEAD"
+                    and not self.server.use_tasks
+                )
                 if quick and self._click_now(item):
                     continue
                 coro = self.server.dispatcher.handle(item, self.peer)

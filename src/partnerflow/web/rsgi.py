@@ -87,7 +87,7 @@ class TrackerRSGI:
         if scope.proto != "http":
             return
         path: str = scope.path
-        if path.startswith("/c/"):
+        if path.startswith("/c/") and scope.method != "HEAD":
             headers = scope.headers
             # `guarded`'s handling inlined: one coroutine frame less on every click.
             try:
@@ -114,6 +114,8 @@ class TrackerRSGI:
         route = self._routes.get(path)
         if route is not None:
             return await guarded(route(RsgiRequest(scope, protocol)), scope.method, path)
+        if path.startswith("/c/"):  # HEAD: where the link leads, no click recorded
+            return await guarded(self.tracker.click_head(path[3:]), "HEAD", path)
         if path.startswith("/i/"):
             headers = scope.headers
             call = self.tracker.impression(

@@ -488,6 +488,20 @@ class Tracker:
         await self.writer.write_click(row)
         return reply
 
+    async def click_head(self, code: str) -> Reply:
+        """HEAD on a tracking link — link checkers and chat previews, not visitors: where the
+        link leads, with no click recorded, no cookie set and no counter touched."""
+        target = self.lookup.snapshot.links.get(code)
+        if target is None:
+            target = await self._link(code)
+            if target is None:
+                raise NotFound("unknown tracking link", field="code")
+        if not target.redirects:
+            if target.fallback_url:
+                return 302, [("location", target.fallback_url), NO_STORE], b""
+            raise NotFound("this link is not active", field="code")
+        return 302, [("location", target.landing_url), NO_STORE], b""
+
     def click_now(
         self,
         code: str,

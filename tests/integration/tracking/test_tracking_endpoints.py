@@ -261,6 +261,21 @@ async def test_refund_of_unknown_order_is_404(
     assert response.status_code == 404
 
 
+async def test_head_on_a_link_shows_where_it_leads_and_records_nothing(
+    world: World, services: Services, tracker_client: httpx.AsyncClient
+) -> None:
+    """Link checkers and chat previews send HEAD: not visitors, so no click, no cookie."""
+    head = await tracker_client.head("/c/ann-shop", headers={"user-agent": UA})
+    unknown = await tracker_client.head("/c/no-such-link")
+    assert head.status_code == 302
+    assert head.headers["location"] == "https://shop.example.com/landing"
+    assert "set-cookie" not in head.headers
+    assert unknown.status_code == 404
+    assert count(services, t.clicks) == 0
+    assert (await click(tracker_client)).status_code == 302  # a GET still is a click
+    assert count(services, t.clicks) == 1
+
+
 async def test_order_webhook_takes_json_and_header_token(
     services: Services, world: World, tracker_client: httpx.AsyncClient
 ) -> None:

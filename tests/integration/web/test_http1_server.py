@@ -369,7 +369,7 @@ async def test_a_bad_request_behind_good_ones_is_answered_last_and_closes(
 
 
 async def test_head_of_a_click_is_a_302_with_headers_and_no_body(
-    running: Running,
+    services: Services, running: Running
 ) -> None:
     reader, writer = await running.connect()
     head_click = click_request().replace(b"GET ", b"HEAD ", 1)
@@ -380,11 +380,11 @@ async def test_head_of_a_click_is_a_302_with_headers_and_no_body(
     # The next bytes on the wire are the third response's: neither HEAD sent a body.
     after = await read_response(reader)
     assert click.status == 302
-    assert click.header("location") == (
-        f"https://shop.example.com/landing?click_id={click_id_of(click)}"
-    )
-    assert [c.split("=")[0] for c in click.all("set-cookie")] == ["pf_click", "pf_vid"]
+    # A HEAD (link checkers, chat previews) learns where the link leads, and is no click.
+    assert click.header("location") == "https://shop.example.com/landing"
+    assert click.all("set-cookie") == []
     assert click.header("content-length") == "0"
+    assert count(services, t.clicks) == 0
     assert script.status == 200
     assert script.header("content-length") == str(len(PF_JS))
     assert after.status == 200 and after.json()["status"] == "ok"
