@@ -33,7 +33,6 @@ def _run(
     interface: str = "asgi",
     server: str = "granian",
 ) -> None:
-
     if demo:
         os.environ["PARTNERFLOW_DEMO"] = "1"
     current = settings()

@@ -1,4 +1,4 @@
-"""The tracker on granian's RSGI interface (what `partnerflow track` serves).
+"""The tracker on granian's RSGI interface (`partnerflow track --server granian`).
 
 RSGI hands the application a scope object and a protocol whose `response_*` methods take
 the whole response in one synchronous call, with text headers: no ASGI message dicts, no

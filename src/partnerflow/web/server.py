@@ -39,6 +39,6 @@ def tracker_factory() -> Tracker:
 
 
 def rsgi_factory() -> TrackerRSGI:
-    """RSGI: the tracker alone (`partnerflow track`, the default interface there)."""
+    """RSGI: the tracker alone on granian (`partnerflow track --server granian`)."""
     _configure_logging()
     return TrackerRSGI(Tracker(build(load_settings())), freeze_heap=True)

@@ -4,9 +4,10 @@ bot verdict, dedupe), hands the event to the group-commit writer and answers onc
 writer says it is durable.
 
 The handlers are interface-free: they take plain values (or a `TrackRequest`) and return
-a `Reply` (status, `(name, value)` text headers, body), so the same code serves granian's
-RSGI interface (`web.rsgi`, what `partnerflow track` runs) and ASGI (`web.app`, what
-`partnerflow serve` and the tests run).
+a `Reply` (status, `(name, value)` text headers, body), so the same code serves the
+built-in HTTP/1.1 server (`web.http1`, what `partnerflow track` runs; the common click
+through `click_now`, without a coroutine), granian's RSGI interface (`web.rsgi`) and ASGI
+(`web.app`, what `partnerflow serve` runs); the endpoint tests run on ASGI and http1.
 
 Per-click costs were measured with `bench/tracking_profile.py` (CPU µs per click, all
 threads, medians; see docs/performance.md); each shortcut below says what it bought.
