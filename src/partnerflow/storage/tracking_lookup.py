@@ -3,12 +3,13 @@ partner and program, and the program's active creative ids for `cr=`), programs 
 postback token, coupons, offers, partner statuses and the active caps of each program (so
 a program without caps costs one dict lookup per click).
 
-The hot path must not wait on the database to find a link, so the whole (small) catalogue
-is loaded into dicts and reloaded every `ttl` seconds by a background thread. A code or
-token that is not in the snapshot is looked up once in the database (a link created a
-second ago works at once) and remembered as missing for `negative_ttl` seconds, so a flood
-of unknown codes costs one indexed query per distinct code, not one per request. A status
-change (offer paused, partner suspended) reaches the tracker within `ttl` seconds.
+The hot path must not wait on the database to find a link, so the catalogue is loaded
+into dicts and refreshed every `ttl` seconds by a background thread, incrementally (see
+`TrackingLookup.refresh`). A code or token that is not in the snapshot is looked up once in
+the database (a link created a second ago works at once) and remembered as missing for
+`negative_ttl` seconds, so a flood of unknown codes costs one indexed query per distinct
+code, not one per request. A status change (offer paused, partner suspended) reaches the
+tracker within `ttl` seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from partnerflow.tracking.clicks import NO_CREATIVES, LinkTarget
 log = logging.getLogger(__name__)
 
 MAX_NEGATIVE = 100_000
+FULL_EVERY = 120  # refreshes between full reads of the links (10 minutes at ttl 5 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,35 +105,63 @@ def _offer(row: Any) -> OfferInfo:
     )
 
 
+# A tracking link as stored: (id, code, program_id, partner_id, offer_id, sub_ids). Links
+# are insert-only (nothing updates or deletes one), so their rows can be kept between
+# refreshes and only the new ones read.
+LinkRow = tuple[int, str, int, int, int, Any]
+
+
+def _link_columns() -> tuple[Any, ...]:
+    lt = t.tracking_links.c
+    return (lt.id, lt.code, lt.program_id, lt.partner_id, lt.offer_id, lt.sub_ids)
+
+
 def _link(
-    row: Any,
+    row: LinkRow,
     programs: dict[int, ProgramInfo],
     offers: dict[int, OfferInfo],
     partner_status: dict[int, str],
     creatives: dict[int, frozenset[int]],
 ) -> LinkTarget | None:
-    offer = offers.get(row.offer_id)
-    program = programs.get(row.program_id)
+    link_id, code, program_id, partner_id, offer_id, sub_ids = row
+    offer = offers.get(offer_id)
+    program = programs.get(program_id)
     if offer is None or program is None:
         return None
     return LinkTarget(
-        link_id=row.id,
-        code=row.code,
-        program_id=row.program_id,
-        offer_id=row.offer_id,
-        partner_id=row.partner_id,
+        link_id=link_id,
+        code=code,
+        program_id=program_id,
+        offer_id=offer_id,
+        partner_id=partner_id,
         landing_url=offer.landing_url,
         allowed_domains=offer.allowed_domains,
         offer_status=offer.status,
-        partner_status=partner_status.get(row.partner_id, "unknown"),
+        partner_status=partner_status.get(partner_id, "unknown"),
         cookie_window_days=program.cookie_window_days,
         fallback_url=offer.fallback_url or program.fallback_url,
-        sub_ids=dict(row.sub_ids or {}),
-        creative_ids=creatives.get(row.program_id, NO_CREATIVES),
+        sub_ids=dict(sub_ids or {}),
+        creative_ids=creatives.get(program_id, NO_CREATIVES),
     )
 
 
-def load_snapshot(engine: Engine) -> Snapshot:
+def _changed(new: dict[Any, Any], old: dict[Any, Any]) -> set[Any]:
+    """The keys whose value differs (added, removed or changed)."""
+    if new == old:
+        return set()
+    return {key for key in new.keys() | old.keys() if new.get(key) != old.get(key)}
+
+
+def load_snapshot(
+    engine: Engine,
+    previous: Snapshot | None = None,
+    link_rows: dict[int, LinkRow] | None = None,
+) -> Snapshot:
+    """The catalogue as the tracker reads it. With `previous` and the `link_rows` it was
+    built from, only links past the highest id in `link_rows` are read (and added to it),
+    and only the links whose program, offer, partner or creatives changed are rebuilt;
+    the others keep their `LinkTarget` objects. Without them, everything is read and built
+    (and `link_rows`, when given, is filled)."""
     with engine.connect() as conn:
         programs = {r.id: _program(r) for r in conn.execute(select(t.programs))}
         offers = {r.id: _offer(r) for r in conn.execute(select(t.offers))}
@@ -145,11 +175,13 @@ def load_snapshot(engine: Engine) -> Snapshot:
         ):
             active.setdefault(program_id, set()).add(creative_id)
         creatives = {pid: frozenset(ids) for pid, ids in active.items()}
-        links: dict[str, LinkTarget] = {}
-        for r in conn.execute(select(t.tracking_links)):
-            target = _link(r, programs, offers, partner_status, creatives)
-            if target is not None:
-                links[r.code] = target
+        incremental = previous is not None and link_rows is not None
+        if link_rows is None:
+            link_rows = {}
+        query = select(*_link_columns())
+        if incremental and link_rows:
+            query = query.where(t.tracking_links.c.id > max(link_rows))
+        new_rows: list[LinkRow] = [tuple(r) for r in conn.execute(query)]
         coupons = {
             (r.program_id, r.code): CouponInfo(r.program_id, r.code, r.offer_id, r.partner_id)
             for r in conn.execute(select(t.coupon_codes))
@@ -157,6 +189,35 @@ def load_snapshot(engine: Engine) -> Snapshot:
         caps: dict[int, dict[int, CapRule]] = {}
         for rule in SqlCaps(conn).list():
             caps.setdefault(rule.program_id, {})[rule.id] = rule
+    links: dict[str, LinkTarget] = {}
+    if incremental:
+        assert previous is not None
+        changed_programs = _changed(programs, previous.programs) | _changed(
+            creatives, previous.creatives
+        )
+        changed_offers = _changed(offers, previous.offers)
+        changed_partners = _changed(partner_status, previous.partner_status)
+        if changed_programs or changed_offers or changed_partners:
+            for row in link_rows.values():
+                if (
+                    row[2] in changed_programs
+                    or row[4] in changed_offers
+                    or (row[3] in changed_partners)
+                ):
+                    target = _link(row, programs, offers, partner_status, creatives)
+                    if target is not None:
+                        links[row[1]] = target
+                else:
+                    kept = previous.links.get(row[1])
+                    if kept is not None:
+                        links[row[1]] = kept
+        else:
+            links = dict(previous.links)
+    for row in new_rows:
+        link_rows[row[0]] = row
+        target = _link(row, programs, offers, partner_status, creatives)
+        if target is not None:
+            links[row[1]] = target
     return Snapshot(
         links=links,
         programs_by_token={p.postback_token: p for p in programs.values()},
@@ -177,22 +238,40 @@ class TrackingLookup:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.snapshot = Snapshot({}, {}, {}, {}, {}, {})
+        self._link_rows: dict[int, LinkRow] = {}
+        self._since_full = 0
+        self._refresh_lock = threading.Lock()  # the refresher thread and lookups of misses
         self._missing: dict[str, float] = {}
         self._loaded_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Reload the snapshot; False (and the old snapshot kept) when the DB is down."""
-        try:
-            self.snapshot = load_snapshot(self.engine)
-        except Exception as exc:
-            log.warning("tracking lookup refresh failed, keeping the old snapshot: %s", exc)
-            return False
-        self._missing = {}
-        self._loaded_at = time.monotonic()
-        return True
+    def refresh(self, *, full: bool = False) -> bool:
+        """Reload the snapshot; False (and the old snapshot kept) when the DB is down.
+
+        Incremental by default: programs, offers, partners, creatives, coupons and caps are
+        read whole (small tables), links only past the highest id already read, and only
+        the links whose program, offer, partner or creatives changed are rebuilt. Measured
+        at 100,000 links: a full reload is ~1.1 s of CPU (most of it holding the GIL, every
+        `ttl` seconds); an incremental one is the small tables plus a copy of the link dict.
+        Every `FULL_EVERY` refreshes (and with `full`) everything is read again, which also
+        catches a link whose id was committed after a higher one (PostgreSQL sequences);
+        such a link is served meanwhile through `load_link`."""
+        with self._refresh_lock:
+            full = full or self._since_full >= FULL_EVERY or not self._link_rows
+            rows = {} if full else dict(self._link_rows)
+            try:
+                snapshot = load_snapshot(self.engine, None if full else self.snapshot, rows)
+            except Exception as exc:
+                log.warning("tracking lookup refresh failed, keeping the old snapshot: %s", exc)
+                return False
+            self.snapshot = snapshot
+            self._link_rows = rows
+            self._since_full = 0 if full else self._since_full + 1
+            self._missing = {}
+            self._loaded_at = time.monotonic()
+            return True
 
     def start(self) -> None:
         self.refresh()
@@ -224,19 +303,38 @@ class TrackingLookup:
 
     # -- misses (run in a worker thread, off the event loop) ---------------------------
     def load_link(self, code: str) -> LinkTarget | None:
-        """A link not in the snapshot: reload everything once if the snapshot is older than
-        the negative TTL (a new link usually comes with a new partner or offer), else
-        remember the code as missing."""
+        """A link not in the snapshot: one indexed query for its code (a link created a
+        second ago works at once, however large the catalogue); if its program, offer or
+        partner is newer than the snapshot too, a refresh first (at most once per negative
+        TTL). An unknown code is remembered as missing for the negative TTL."""
         key = "l:" + code
         if self.known_missing(key):
             return None
-        if time.monotonic() - self._loaded_at > self.negative_ttl:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(*_link_columns()).where(t.tracking_links.c.code == code)
+                ).first()
+        except Exception as exc:
+            log.warning("tracking lookup of link %r failed: %s", code[:64], exc)
+            return None
+        if row is None:
+            self._remember_missing(key)
+            return None
+        link: LinkRow = tuple(row)
+        snap = self.snapshot
+        newer = (
+            link[2] not in snap.programs
+            or link[3] not in snap.partner_status
+            or link[4] not in snap.offers
+        )
+        if newer and time.monotonic() - self._loaded_at > self.negative_ttl:
             self.refresh()
-            found = self.snapshot.links.get(code)
-            if found is not None:
-                return found
-        self._remember_missing(key)
-        return None
+            snap = self.snapshot
+        target = _link(link, snap.programs, snap.offers, snap.partner_status, snap.creatives)
+        if target is None:
+            self._remember_missing(key)
+        return target
 
     def load_program(self, token: str) -> ProgramInfo | None:
         key = "t:" + token
