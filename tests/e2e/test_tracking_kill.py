@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from tests.factories import make_world
+from tests.e2e.tracker_process import free_port, seeded_env, start_track
 
 from partnerflow.bootstrap import build
 from partnerflow.config import Settings
@@ -30,50 +28,19 @@ from partnerflow.storage import tables as t
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
-PARTNERFLOW = str(Path(sys.executable).parent / "partnerflow")
-
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [PARTNERFLOW, "track", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("tracker did not start")
+    return start_track(env, port, "--workers", "1")
 
 
 @pytest.fixture
 def tracker_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
-    url = f"sqlite:///{tmp_path / 'kill.db'}"
-    services = build(Settings(database_url=url, spool_dir=tmp_path / "spool"))
-    services.migrate()
-    world = make_world(services)
-    services.close()
-    env = {
-        **os.environ,
-        "PARTNERFLOW_DATABASE_URL": url,
-        "PARTNERFLOW_SPOOL_DIR": str(tmp_path / "spool"),
-        "PARTNERFLOW_SECRET_KEY": "kill-test-secret",
-    }
-    env.pop("PARTNERFLOW_REDIS_URL", None)
+    env, _, world = seeded_env(tmp_path, "kill")
     yield env, world.program.postback_token
 
 

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from sqlalchemy import select
-from tests.factories import World, make_world
+from tests.e2e.tracker_process import free_port, seeded_env, start_track
+from tests.factories import World
 
 from partnerflow.bootstrap import build
 from partnerflow.config import Settings
@@ -26,47 +23,16 @@ from partnerflow.storage import tables as t
 
 pytestmark = [pytest.mark.slow]
 
-PARTNERFLOW = str(Path(sys.executable).parent / "partnerflow")
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def tracker(tmp_path: Path) -> Iterator[tuple[str, str, World]]:
-    url = f"sqlite:///{tmp_path / 'rsgi.db'}"
-    services = build(Settings(database_url=url, spool_dir=tmp_path / "spool"))
-    services.migrate()
-    world = make_world(services)
-    services.close()
-    env = {
-        **os.environ,
-        "PARTNERFLOW_DATABASE_URL": url,
-        "PARTNERFLOW_SPOOL_DIR": str(tmp_path / "spool"),
-        "PARTNERFLOW_SECRET_KEY": "rsgi-test-secret",
-    }
-    env.pop("PARTNERFLOW_REDIS_URL", None)
+    env, url, world = seeded_env(tmp_path, "rsgi")
     port = free_port()
-    proc = subprocess.Popen(
-        [PARTNERFLOW, "track", "--port", str(port), "--server", "granian", "--interface", "rsgi"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    proc = start_track(env, port, "--server", "granian", "--interface", "rsgi", capture=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield base, url, world
+        yield f"http://127.0.0.1:{port}", url, world
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=20)[0].decode(errors="replace")

@@ -45,7 +45,6 @@ from urllib.parse import unquote
 
 import httptools
 
-from partnerflow.core.errors import PartnerflowError
 from partnerflow.storage.event_writer import DatabaseUnavailable
 from partnerflow.web.tracker import (
     INTERNAL_ERROR,
@@ -53,7 +52,7 @@ from partnerflow.web.tracker import (
     MethodNotAllowed,
     Reply,
     Tracker,
-    error_reply,
+    failure_reply,
     json_reply,
 )
 
@@ -154,8 +153,8 @@ class Dispatcher:
         )  # fmt: skip
 
     def handle(self, req: Request, peer: str | None) -> Coroutine[Any, Any, Reply]:
-        """The handler's coroutine; its errors are turned into replies by the caller (as
-        `web.tracker.guarded` does: one coroutine frame less on every click)."""
+        """The handler's coroutine; the caller turns its errors into replies with
+        `web.tracker.failure_reply` (no `guarded` frame around it: one less per request)."""
         path = req.path
         tracker = self.tracker
         headers = req.headers
@@ -182,16 +181,6 @@ class Dispatcher:
         if req.method not in ("GET", "HEAD", "POST"):
             return _refuse()
         return _ready(NOT_FOUND)
-
-
-def failure_reply(exc: BaseException, req: Request) -> Reply:
-    """What a handler's exception is answered with: our refusals are 4xx (logged at info),
-    anything else is a bug: logged with its traceback, answered 500."""
-    if isinstance(exc, PartnerflowError):
-        log.info("%s %s refused: %s", req.method, req.path[:80], exc.message)
-        return error_reply(exc)
-    log.error("bug on %s %s", req.method, req.path[:80], exc_info=exc)
-    return INTERNAL_ERROR
 
 
 async def _ready(reply: Reply) -> Reply:
@@ -459,7 +448,7 @@ class _Connection(asyncio.Protocol):
         try:
             quick = self.server.dispatcher.click_now(req, self.peer)
         except Exception as exc:
-            self._answer(req, failure_reply(exc, req))
+            self._answer(req, failure_reply(exc, req.method, req.path))
             return True
         if quick is None:
             return False
@@ -477,7 +466,7 @@ class _Connection(asyncio.Protocol):
             return
         error = batch.result()
         if error is not None:
-            reply = failure_reply(DatabaseUnavailable(str(error)), req)
+            reply = failure_reply(DatabaseUnavailable(str(error)), req.method, req.path)
         self._answer(req, reply)
 
     def _step(self, coro: Coroutine[Any, Any, Reply], req: Request, _: Any = None) -> None:
@@ -490,7 +479,7 @@ class _Connection(asyncio.Protocol):
             self._answer(req, done.value)
             return
         except Exception as exc:
-            self._answer(req, failure_reply(exc, req))
+            self._answer(req, failure_reply(exc, req.method, req.path))
             return
         if waited is None:  # a bare yield (asyncio.sleep(0)): resume on the next pass
             asyncio.get_running_loop().call_soon(self._step, coro, req)
@@ -509,7 +498,7 @@ class _Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             return
         except Exception as exc:
-            reply = failure_reply(exc, req)
+            reply = failure_reply(exc, req.method, req.path)
         self._answer(req, reply)
 
     def _answer(self, req: Request, reply: Reply) -> None:

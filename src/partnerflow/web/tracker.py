@@ -386,6 +386,12 @@ class Tracker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.lookup.load_link, code)
 
+    async def _known_link(self, code: str) -> LinkTarget:
+        target = await self._link(code)
+        if target is None:
+            raise NotFound("unknown tracking link", field="code")
+        return target
+
     async def _program(self, token: str) -> ProgramInfo:
         program = self.lookup.program_by_token(token)
         if program is None and not self.lookup.known_missing("t:" + token):
@@ -469,11 +475,7 @@ class Tracker:
         peer: str | None,
         forwarded: str | None = None,
     ) -> Reply:
-        target = self.lookup.snapshot.links.get(code)
-        if target is None:
-            target = await self._link(code)
-            if target is None:
-                raise NotFound("unknown tracking link", field="code")
+        target = self.lookup.snapshot.links.get(code) or await self._known_link(code)
         click = self._click_prepare(code, target, query, ua, referrer, cookie, peer, forwarded)
         if not isinstance(click, _Click):
             return click
@@ -492,15 +494,9 @@ class Tracker:
     async def click_head(self, code: str) -> Reply:
         """HEAD on a tracking link — link checkers and chat previews, not visitors: where the
         link leads, with no click recorded, no cookie set and no counter touched."""
-        target = self.lookup.snapshot.links.get(code)
-        if target is None:
-            target = await self._link(code)
-            if target is None:
-                raise NotFound("unknown tracking link", field="code")
+        target = await self._known_link(code)
         if not target.redirects:
-            if target.fallback_url:
-                return 302, [("location", target.fallback_url), NO_STORE], b""
-            raise NotFound("this link is not active", field="code")
+            return _inactive_link(target)
         return 302, [("location", target.landing_url), NO_STORE], b""
 
     def click_now(
@@ -553,9 +549,7 @@ class Tracker:
         q = parse_query(query) if query else {}
         params = click_params(q, target.sub_ids, target.creative_ids)
         if not target.redirects:
-            if target.fallback_url:
-                return 302, [("location", target.fallback_url), NO_STORE], b""
-            raise NotFound("this link is not active", field="code")
+            return _inactive_link(target)
         click_id = new_click_id()
         if params.js:
             location = ""
@@ -717,16 +711,21 @@ class Tracker:
 
 
 async def guarded(call: Awaitable[Reply], method: str, path: str) -> Reply:
-    """A handler's reply, or the JSON error it deserves: our refusals are 4xx (logged at
-    info), anything else is a bug: logged with its traceback, answered 500."""
+    """A handler's reply, or the JSON error it deserves (`failure_reply`)."""
     try:
         return await call
-    except PartnerflowError as exc:
+    except Exception as exc:
+        return failure_reply(exc, method, path)
+
+
+def failure_reply(exc: Exception, method: str, path: str) -> Reply:
+    """What a handler's exception is answered with: our refusals are 4xx (logged at info),
+    anything else is a bug: logged with its traceback, answered 500."""
+    if isinstance(exc, PartnerflowError):
         log.info("%s %s refused: %s", method, path[:80], exc.message)
         return error_reply(exc)
-    except Exception:
-        log.exception("bug on %s %s", method, path[:80])
-        return INTERNAL_ERROR
+    log.error("bug on %s %s", method, path[:80], exc_info=exc)
+    return INTERNAL_ERROR
 
 
 def _header_token(req: TrackRequest) -> str | None:
@@ -760,6 +759,13 @@ def _body_params(body: bytes, ctype: str) -> dict[str, Any]:
         raise InvalidInput(
             "body is not a valid form (UTF-8, at most 64 fields)", field="body"
         ) from None
+
+
+def _inactive_link(target: LinkTarget) -> Reply:
+    """A link whose offer or partner takes no traffic: its fallback URL, else 404."""
+    if target.fallback_url:
+        return 302, [("location", target.fallback_url), NO_STORE], b""
+    raise NotFound("this link is not active", field="code")
 
 
 def _origin_allowed(origin: str, target: LinkTarget) -> bool:

@@ -56,26 +56,23 @@ def test_a_link_committed_out_of_id_order_is_served_by_code_then_by_the_full_rea
     world = make_world(services)
     make_link(services, world.partner, world.offer, code="later")
     assert lookup.refresh()
-    link = t.tracking_links.c
     with services.engine.begin() as conn:
-        top = conn.execute(select(func.max(link.id))).scalar_one()
-        # A row below the highest id seen, as a slow transaction on PostgreSQL leaves one.
-        conn.execute(
-            insert(t.tracking_links).values(
-                id=top + 10, code="gap-filler", program_id=world.program.id,
-                partner_id=world.partner.id, offer_id=world.offer.id, sub_ids={},
-                created_at=services.clock.now(),
-            )
-        )  # fmt: skip
+        top = conn.execute(select(func.max(t.tracking_links.c.id))).scalar_one()
+
+    def add_link(link_id: int, code: str) -> None:
+        with services.engine.begin() as conn:
+            conn.execute(
+                insert(t.tracking_links).values(
+                    id=link_id, code=code, program_id=world.program.id,
+                    partner_id=world.partner.id, offer_id=world.offer.id, sub_ids={},
+                    created_at=services.clock.now(),
+                )
+            )  # fmt: skip
+
+    add_link(top + 10, "gap-filler")
     assert lookup.refresh()  # reads past `top`: sees the filler
-    with services.engine.begin() as conn:
-        conn.execute(
-            insert(t.tracking_links).values(
-                id=top + 5, code="straggler", program_id=world.program.id,
-                partner_id=world.partner.id, offer_id=world.offer.id, sub_ids={},
-                created_at=services.clock.now(),
-            )
-        )  # fmt: skip
+    # A row below the highest id seen, as a slow transaction on PostgreSQL leaves one.
+    add_link(top + 5, "straggler")
     assert lookup.refresh()
     assert "gap-filler" in lookup.snapshot.links
     assert "straggler" not in lookup.snapshot.links  # below the highest id already read
