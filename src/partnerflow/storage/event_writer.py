@@ -53,7 +53,7 @@ from sqlalchemy import Engine
 from partnerflow.caps.model import CapAlert, CapRule
 from partnerflow.commissions.ports import ProgramTerms
 from partnerflow.commissions.services import ConversionInput, Priced, commission_for_conversion
-from partnerflow.core.clock import Clock
+from partnerflow.core.clock import Clock, SystemClock
 from partnerflow.core.currencies import MINOR_UNITS
 from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
 from partnerflow.core.events import (
@@ -253,6 +253,8 @@ class EventWriter:
             else None
         )
         self._sync_level: int | None = None
+        self._system_clock = self.sql.sqlite and type(clock) is SystemClock
+        self._stamp_prefix = (-1, "")
         self._click_sql = self.sql(_insert_sql("clicks", CLICK_COLUMNS, "id"))
         self._impression_sql = self.sql(_insert_sql("impressions", IMPRESSION_COLUMNS, "id"))
         self._outbox_sql = self.sql(
@@ -315,6 +317,16 @@ class EventWriter:
     def stamp(self) -> Any:
         """created_at for a row: SQLite's text form (formatted on the request's side, so
         rows go to `executemany` untouched), a datetime for PostgreSQL."""
+        if self._system_clock:
+            # The system clock on SQLite: the text straight from the clock, its date and
+            # time formatted once a second (0.4 µs; a datetime and isoformat: 1.4 µs).
+            micros = time.time_ns() // 1000
+            second, fraction = divmod(micros, 1_000_000)
+            cached_second, prefix = self._stamp_prefix
+            if second != cached_second:
+                prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S.")
+                self._stamp_prefix = (second, prefix)  # one tuple: safe across threads
+            return f"{prefix}{fraction:06d}"
         now = self.clock.now()
         return sqlite_timestamp(now) if self.sql.sqlite else now
 

@@ -555,7 +555,7 @@ class Tracker:
             location = ""
         elif params.deep_link is None:
             # The precomputed head/tail of the landing URL: ~2 µs less than append_params.
-            utm = "".join(f"{k}={encode_value(v)}&" for k, v in params.utm)
+            utm = "".join([f"{k}={encode_value(v)}&" for k, v in params.utm]) if params.utm else ""
             location = f"{plan.head}{utm}click_id={click_id}{plan.tail}"
         else:
             location = landing_url(target, params, click_id)

@@ -1,19 +1,29 @@
 """How the group-commit writer forms its batches: a loop hands over what it enqueued in one
 pass over its ready callbacks (so those events share one commit), a full batch goes at
-once, and nothing enqueued around shutdown is left waiting forever."""
+once, and nothing enqueued around shutdown is left waiting forever. And the created_at
+text it stamps rows with."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from partnerflow.bootstrap import Services, build
 from partnerflow.config import Settings
-from partnerflow.core.clock import SystemClock
+from partnerflow.core.clock import FixedClock, SystemClock
 from partnerflow.core.ids import new_click_id
-from partnerflow.storage.event_writer import CLICK_COLUMNS, DatabaseUnavailable, EventWriter
+from partnerflow.storage.event_writer import (
+    CLICK_COLUMNS,
+    DatabaseUnavailable,
+    EventWriter,
+    sqlite_timestamp,
+)
 from partnerflow.storage.tracking_lookup import TrackingLookup
 
 
@@ -116,3 +126,46 @@ def test_a_batch_after_the_writers_last_commit_is_refused_not_left_waiting(
 
     asyncio.run(scenario())
     assert _count(svc) == 1
+
+
+# -- created_at stamps -----------------------------------------------------------------------
+_NOW_NS = 1_764_979_200 * 10**9  # 2025-12-06 00:00:00 UTC
+
+
+def _expected_stamp(ns: int) -> str:
+    micros = ns // 1000
+    moment = datetime.fromtimestamp(micros // 10**6, UTC) + timedelta(microseconds=micros % 10**6)
+    return sqlite_timestamp(moment)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=50 * 365 * 86_400 * 10**9), max_size=20))
+def test_the_system_clock_stamp_is_the_text_sqlite_stores(
+    tmp_path_factory: pytest.TempPathFactory, offsets: list[int]
+) -> None:
+    """Any sequence of clock readings — across seconds, backwards (a clock step) — gives
+    exactly what `sqlite_timestamp` makes of the same instant."""
+    tmp = tmp_path_factory.mktemp("stamp")
+    engine = build(Settings(database_url=f"sqlite:///{tmp / 'x.db'}", spool_dir=tmp)).engine
+    writer = EventWriter(engine, TrackingLookup(engine), SystemClock(), tmp)
+    original = time.time_ns
+    try:
+        for offset in [0, *offsets, 999_999_999, 10**9]:
+            ns = _NOW_NS + offset
+            time.time_ns = lambda ns=ns: ns  # type: ignore[misc]
+            assert writer.stamp() == _expected_stamp(ns)
+    finally:
+        time.time_ns = original  # type: ignore[misc]
+        engine.dispose()
+
+
+def test_a_stamp_follows_an_injected_clock(tmp_path: Path) -> None:
+    clock = FixedClock(datetime(2026, 3, 1, 12, 30, 5, 250_000, tzinfo=UTC))
+    svc = build(
+        Settings(database_url=f"sqlite:///{tmp_path / 'f.db'}", spool_dir=tmp_path), clock=clock
+    )
+    svc.migrate()
+    writer = EventWriter(svc.engine, TrackingLookup(svc.engine), clock, tmp_path)
+    assert writer.stamp() == "2026-03-01 12:30:05.250000"
+    clock.advance(timedelta(seconds=1))
+    assert writer.stamp() == "2026-03-01 12:30:06.250000"

@@ -519,6 +519,32 @@ async def test_headers_at_the_byte_limit_are_served(running: Running) -> None:
     assert response.status == 200
 
 
+@pytest.mark.parametrize("cache_room", [http1._HEADER_KEYS_MAX, 0], ids=["cached", "cache-full"])
+async def test_header_names_are_read_in_any_case(
+    running: Running, services: Services, monkeypatch: pytest.MonkeyPatch, cache_room: int
+) -> None:
+    # The name -> key cache is bounded (names are the client's): once full, names are
+    # still recognised, just not remembered.
+    monkeypatch.setattr(http1, "_HEADER_KEYS", {})
+    monkeypatch.setattr(http1, "_HEADER_KEYS_MAX", cache_room)
+    for spelling in ("User-Agent", "USER-AGENT", "uSeR-aGeNt"):
+        response = await request(
+            running,
+            get(f"/c/ann-shop?sub1={spelling}", f"{spelling}: Agent/{spelling}",
+                "REFERER: https://blog.example/a", "X-Unwanted: 1"),
+        )  # fmt: skip
+        assert response.status == 302
+    # Host, REFERER, X-Unwanted and the three spellings of User-Agent.
+    assert len(http1._HEADER_KEYS) == (6 if cache_room else 0)
+    with services.engine.connect() as conn:
+        rows = conn.execute(select(t.clicks.c.sub1, t.clicks.c.user_agent, t.clicks.c.referrer))
+        stored = {sub1: (agent, referrer) for sub1, agent, referrer in rows}
+    assert stored == {
+        spelling: (f"Agent/{spelling}", "https://blog.example/a")
+        for spelling in ("User-Agent", "USER-AGENT", "uSeR-aGeNt")
+    }
+
+
 async def test_content_length_over_the_limit_is_refused_before_the_body_is_read(
     services: Services, running: Running
 ) -> None:
