@@ -1,16 +1,17 @@
 """SQLite: the WAL fsync of the tracker writer's commits, overlapped with the next batch.
 
-Opt-in (`PARTNERFLOW_SQLITE_SYNC_THREAD=1`). With `synchronous=FULL`, SQLite fsyncs the WAL
-inside COMMIT, holding the write lock: the writer thread can do nothing else meanwhile, and
-the events that arrive during the fsync join the next, larger group commit. With this
+On by default (`PARTNERFLOW_SQLITE_SYNC_THREAD=0` turns it off). With `synchronous=FULL`,
+SQLite fsyncs the WAL inside COMMIT, holding the write lock: the writer thread can do
+nothing else meanwhile, and the events that arrive during the fsync join the next, larger
+group commit. With this
 syncer, the writer's own connection commits with `synchronous=NORMAL` (frames written to
 the WAL, no fsync) and hands the batch to this thread, which fdatasyncs the WAL file and
 only then lets the batch's requests be answered. Meanwhile the writer already writes the
 next batch; one fdatasync covers every batch committed before it started. Measured
-(docs/performance.md): +30% clicks/s behind granian at 128 connections and steadier on a
-disk with slow fsyncs, but 15-18% fewer behind the built-in tracker server, where more,
-smaller commits (each rewriting the same index pages) cost more than the overlap saves —
-hence off by default.
+(docs/performance.md): +30% clicks/s behind granian at 128 connections; behind the
+built-in tracker server 15-18% fewer while the writer was woken at a loop's first event
+(many small commits), and 5-20% more since batches are handed over once per pass of the
+event loop (2026-12-06).
 
 Durability is that of FULL for everything acknowledged: a request is answered only after
 its commit's frames (and the WAL header, which SQLite rewrites when the WAL restarts) are
