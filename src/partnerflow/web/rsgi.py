@@ -82,6 +82,13 @@ class TrackerRSGI:
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.tracker.stop()
+        # granian calls this once its loop has stopped: what belongs to that loop (the
+        # Redis counters' asyncio client) is closed on it, as the other servers do.
+        if not loop.is_closed() and not loop.is_running():
+            try:
+                loop.run_until_complete(self.tracker.close_connections())
+            except Exception:  # shutting down: a failed close must not hide the exit
+                log.warning("closing the tracker's connections failed", exc_info=True)
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         if scope.proto != "http":
