@@ -1,0 +1,139 @@
+"""Two tracker processes receiving the same postbacks at the same moment, with conversion
+caps in Redis (shared by both) and the events in one database (SQLite and PostgreSQL).
+
+Each order must become exactly one conversion holding exactly one cap reservation, and its
+refund must give that reservation back: a loser of the race that charged the cap and then
+rolled back could otherwise take the winner's reservation with it, leaving the cap full of
+room nobody can release."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from tests.factories import World, make_world
+
+from partnerflow.bootstrap import Services, build
+from partnerflow.caps.services import SetCap, set_caps
+from partnerflow.config import Settings
+from partnerflow.core.clock import FixedClock
+from partnerflow.core.ids import ProgramId
+from partnerflow.storage import tables as t
+from partnerflow.storage.cap_reservations import RedisCapCounter
+from partnerflow.storage.caps import SqlCapsUnitOfWork
+from partnerflow.tracking.conversions import cap_reservation_id
+from partnerflow.web.app import create_app
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+ORDERS = 12
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def redis_counter(redis_url: str) -> Iterator[RedisCapCounter]:
+    """A counter under a prefix of this test's own: Redis outlives the test."""
+    counter = RedisCapCounter.from_url(redis_url, prefix=f"pft{secrets.token_hex(4)}:")
+    yield counter
+    keys = list(counter.client.scan_iter(f"{counter.prefix}*"))
+    if keys:
+        counter.client.delete(*keys)
+    counter.client.close()
+
+
+def _process(settings: Settings, clock: FixedClock, counter: RedisCapCounter) -> Services:
+    """One tracker process's services: its own engine, the shared Redis counters."""
+    svc = build(settings, clock=clock)
+    svc._lazy["cap_counter"] = counter  # the deployment's counter, under the test's prefix
+    return svc
+
+
+@pytest.fixture
+async def two_trackers(
+    services: Services, clock: FixedClock, redis_counter: RedisCapCounter
+) -> AsyncIterator[tuple[World, list[httpx.AsyncClient]]]:
+    services._lazy["cap_counter"] = redis_counter
+    world = make_world(services)
+    set_caps(
+        SqlCapsUnitOfWork(services.engine, clock),
+        redis_counter,
+        clock,
+        [SetCap(program_id=ProgramId(world.program.id), metric="conversions", period="day",
+                limit="1000", partner_id=world.partner.id)],
+        "test",
+    )  # fmt: skip
+    processes = [_process(services.settings, clock, redis_counter) for _ in range(2)]
+    apps = [create_app(svc, tracking_only=True) for svc in processes]
+    clients = []
+    try:
+        for app in apps:
+            await app.startup()
+            transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 40000))
+            clients.append(httpx.AsyncClient(transport=transport, base_url="http://track.test"))
+        yield world, clients
+    finally:
+        for client in clients:
+            await client.aclose()
+        for app in apps:
+            await app.shutdown()
+        for svc in processes:
+            svc._lazy.pop("cap_counter", None)  # closed by the fixture, not twice
+            svc.close()
+        services._lazy.pop("cap_counter", None)
+
+
+async def _postback(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
+    response = await client.get("/postback", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_the_same_postback_at_two_trackers_makes_one_conversion_and_one_reservation(
+    services: Services,
+    two_trackers: tuple[World, list[httpx.AsyncClient]],
+    redis_counter: RedisCapCounter,
+) -> None:
+    world, (first, second) = two_trackers
+    token = world.program.postback_token
+    click = await first.get("/c/ann-shop", headers={"user-agent": UA})
+    click_id = click.headers["location"].split("click_id=")[1].split("&")[0]
+
+    for i in range(ORDERS):
+        params = {"token": token, "click_id": click_id, "order_id": f"R-{i}", "amount": "50"}
+        answers = await asyncio.gather(_postback(first, **params), _postback(second, **params))
+        assert sorted(a["duplicate"] for a in answers) == [False, True], answers
+        assert len({a["conversion_id"] for a in answers}) == 1
+
+    with services.engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(t.conversions)).scalar_one()
+        pending = conn.execute(
+            select(func.count())
+            .select_from(t.conversions)
+            .where(t.conversions.c.status == "pending")
+        ).scalar_one()
+    assert (stored, pending) == (ORDERS, ORDERS)
+    [cap_key] = [k.decode() for k in redis_counter.client.scan_iter(f"{redis_counter.prefix}cap:*")]
+    usage_key = cap_key.removeprefix(redis_counter.prefix)
+    assert redis_counter.usage([usage_key]) == {usage_key: ORDERS}
+    reservations = [cap_reservation_id(world.program.id, f"R-{i}") for i in range(ORDERS)]
+    prefix = redis_counter.prefix
+    assert all(redis_counter.client.exists(f"{prefix}res:{rid}") for rid in reservations)
+
+    # Every refund gives its conversion's room back, whichever tracker it reaches.
+    for i in range(ORDERS):
+        client = (first, second)[i % 2]
+        refund = await _postback(client, token=token, order_id=f"R-{i}", event="refund")
+        assert refund["duplicate"] is False
+    assert redis_counter.usage([usage_key]) == {usage_key: 0}
+    assert not any(redis_counter.client.exists(f"{prefix}res:{rid}") for rid in reservations)
