@@ -253,6 +253,10 @@ class EventWriter:
             else None
         )
         self._sync_level: int | None = None
+        # Boolean columns of the rows built on the request's side: `flags[b]`. SQLite gets
+        # 0/1: the sqlite3 module binds a bool only after failing to find an adapter for it
+        # (an AttributeError raised and cleared per value: ~0.35 µs each, three per click).
+        self.flags: tuple[Any, Any] = (0, 1) if self.sql.sqlite else (False, True)
         self._system_clock = self.sql.sqlite and type(clock) is SystemClock
         self._stamp_prefix = (-1, "")
         self._click_sql = self.sql(_insert_sql("clicks", CLICK_COLUMNS, "id"))
@@ -315,8 +319,8 @@ class EventWriter:
 
     # -- requests (event loop side) --------------------------------------------------------
     def stamp(self) -> Any:
-        """created_at for a row: SQLite's text form (formatted on the request's side, so
-        rows go to `executemany` untouched), a datetime for PostgreSQL."""
+        """created_at for a row (booleans: `flags`): SQLite's text form (formatted on the
+        request's side, so rows go to `executemany` untouched), a datetime for PostgreSQL."""
         if self._system_clock:
             # The system clock on SQLite: the text straight from the clock, its date and
             # time formatted once a second (0.4 µs; a datetime and isoformat: 1.4 µs).

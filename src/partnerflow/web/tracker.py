@@ -602,11 +602,12 @@ class Tracker:
         plan = click.plan
         program_id, offer_id, partner_id, link_id = plan.ids
         click_id, ip = click.click_id, click.ip
+        flag = self.writer.flags
         row = (
             click_id, self.writer.stamp(), program_id, offer_id, partner_id, link_id, ip,
             agent.text, referrer, subs.get("sub1"), subs.get("sub2"), subs.get("sub3"),
-            subs.get("sub4"), subs.get("sub5"), geo.country_of(ip), agent.device,
-            agent.os, agent.browser, not seen, agent.bot, params.qr, score, flags,
+            subs.get("sub4"), subs.get("sub5"), geo.country_of(ip), agent.device, agent.os,
+            agent.browser, flag[not seen], flag[agent.bot], flag[params.qr], score, flags,
             params.creative_id,
         )  # fmt: skip
         headers: Headers = [("set-cookie", f"pf_click={click_id}{plan.click_cookie}"), NO_STORE]
@@ -636,7 +637,8 @@ class Tracker:
             await self.writer.write_impression(
                 (
                     new_click_id(), self.writer.stamp(), target.program_id, target.offer_id,
-                    target.partner_id, target.link_id, ip, agent.text, agent.bot,
+                    target.partner_id, target.link_id, ip, agent.text,
+                    self.writer.flags[agent.bot],
                     query_creative(query, target.creative_ids) if query else None,
                 )
             )  # fmt: skip
