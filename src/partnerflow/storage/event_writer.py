@@ -254,8 +254,8 @@ class EventWriter:
         )
         self._sync_level: int | None = None
         # Boolean columns of the rows built on the request's side: `flags[b]`. SQLite gets
-        # 0/1: the sqlite3 module binds a bool only after failing to find an adapter for it
-        # (an AttributeError raised and cleared per value: ~0.35 µs each, three per click).
+        # 0/1: the sqlite3 module binds an exact int directly but looks for an adapter for
+        # a bool first (measured ~0.35 µs per value, three per click, on the writer thread).
         self.flags: tuple[Any, Any] = (0, 1) if self.sql.sqlite else (False, True)
         self._system_clock = self.sql.sqlite and type(clock) is SystemClock
         self._stamp_prefix = (-1, "")
