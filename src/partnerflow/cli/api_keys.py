@@ -70,7 +70,7 @@ def list_command(as_json: JsonFlag = False) -> None:
 
 @app.command("revoke")
 @handles_errors
-def revoke_command(key: Annotated[str, typer.Argument(help="Key id or prefix.")]) -> None:
+def revoke_command(key: Annotated[str, typer.Argument(help="Key prefix (or id).")]) -> None:
     """Revoke a key: requests with it get 401 from now on."""
     svc = services()
     with svc.engine.begin() as conn:

@@ -122,6 +122,9 @@ def create_key(
     return _key(row), token
 
 
+MAX_ID_DIGITS = 9  # an id fits the INTEGER column; longer numbers are not ids
+
+
 def authenticate(conn: Connection, token: str, now: datetime) -> ApiKey | None:
     """The live key for `token`, or None (unknown, malformed or revoked)."""
     if not token.startswith("pf_") or len(token) > 100:
@@ -138,9 +141,14 @@ def authenticate(conn: Connection, token: str, now: datetime) -> ApiKey | None:
 
 
 def revoke(conn: Connection, ref: str, now: datetime) -> ApiKey:
-    """Revoke by id or prefix; revoking twice keeps the first revocation time."""
-    where = t.api_keys.c.id == int(ref) if ref.isdigit() else t.api_keys.c.prefix == ref
-    row = conn.execute(select(t.api_keys).where(where)).first()
+    """Revoke by prefix or id; revoking twice keeps the first revocation time.
+
+    A prefix is 8 random hex digits, so about one in 40 is all decimal digits: the prefix
+    is looked up first, and a number is taken as an id only when no prefix matches."""
+    keys = t.api_keys.c
+    row = conn.execute(select(t.api_keys).where(keys.prefix == ref)).first()
+    if row is None and ref.isascii() and ref.isdigit() and len(ref) <= MAX_ID_DIGITS:
+        row = conn.execute(select(t.api_keys).where(keys.id == int(ref))).first()
     if row is None:
         raise NotFound(f"API key {ref[:32]!r} not found", field="key")
     if row.revoked_at is None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select
 from tests.factories import make_coupon, make_partner
 
+from partnerflow.core.errors import NotFound
 from partnerflow.messaging.signatures import shopify_hmac, sign
 from partnerflow.storage import tables as t
 from partnerflow.storage.api_keys import create_key, revoke
@@ -42,6 +44,28 @@ def test_missing_unknown_and_revoked_keys_get_401(api: Api) -> None:
         revoke(conn, key.prefix, api.services.clock.now())
     response = api.client.get(f"{V1}/programs", headers=bearer(token))
     assert (response.status_code, response.json()["reason"]) == (401, "unknown or revoked API key")
+
+
+@pytest.mark.parametrize("digit_prefix", ["27382657", "00000001"])
+def test_a_key_whose_prefix_is_all_digits_is_revoked_by_its_prefix(
+    api: Api, digit_prefix: str
+) -> None:
+    # About one random hex prefix in 40 is all decimal digits; it must not be read as an id
+    # (and "00000001" must not revoke key number 1).
+    now = api.services.clock.now()
+    with api.services.engine.begin() as conn:
+        first = conn.execute(select(func.min(t.api_keys.c.id))).scalar_one()
+        key, token = create_key(conn, name="digits", scopes=["admin:read"], now=now)
+        conn.execute(
+            t.api_keys.update().where(t.api_keys.c.id == key.id).values(prefix=digit_prefix)
+        )
+        assert revoke(conn, digit_prefix, now).id == key.id
+        by_id = revoke(conn, str(first), now)  # a number no prefix matches is an id
+        assert by_id.id == first
+        with pytest.raises(NotFound):
+            revoke(conn, "9" * 40, now)  # too long for an id: not found, not a crash
+    response = api.client.get(f"{V1}/programs", headers=bearer(token))
+    assert response.status_code == 401
 
 
 def test_stored_key_is_only_a_digest(api: Api) -> None:
