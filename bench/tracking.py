@@ -223,6 +223,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def paced_delay_ms(url: str, target: float, connections: int, tmp: Path) -> int:
+    """The mean per-request delay that makes `connections` paced connections send about
+    `target` requests/s. Each request takes its delay plus its own time in the server, and
+    that time at the paced load is not the full-load p50 (at 128 connections that p50 is
+    mostly queueing and would leave no delay at all): a 3-s calibration run measures it."""
+    period_ms = connections / target * 1000  # each connection's time per request
+    trial = wrk(url, 3, connections, RANDOM_PACED_LUA % (2 * int(period_ms)), tmp)
+    service_ms = max(connections / trial["rps"] * 1000 - int(period_ms), 0.0)
+    return max(int(period_ms - service_ms), 1)
+
+
 def line(label: str, r: dict[str, Any], ref: float | None = None) -> str:
     ratio = f"  {r['rps'] / ref:5.2f}x nginx" if ref else ""
     return f"{label:<44} {r['rps']:>9.0f}/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms{ratio}"
@@ -296,7 +307,7 @@ def main() -> None:
 
             target = clicks["rps"] / 2
             paced_conns = 64
-            delay_ms = max(int(paced_conns / target * 1000 - clicks["p50"]), 1)
+            delay_ms = paced_delay_ms(url, target, paced_conns, tmp)
             paced = wrk(url, args.duration, paced_conns,
                         RANDOM_PACED_LUA % (2 * delay_ms), tmp)  # fmt: skip
             results["clicks_half_rate"] = {**paced, "target_rps": target, "delay_ms": delay_ms}
