@@ -63,6 +63,8 @@ DEFAULT_EVENTS: dict[RuleType, frozenset[str]] = {
     RuleType.RECURRING: frozenset({"renewal"}),
 }
 KNOWN_EVENTS = frozenset({"sale", "lead", "signup", "custom", "click", "renewal"})
+# A subscription's payments: the first is its sale, the later ones renewals.
+SUBSCRIPTION_EVENTS = frozenset({"sale", "renewal"})
 _PERCENT_TYPES = frozenset({RuleType.CPS})
 _FLAT_TYPES = frozenset({RuleType.CPA, RuleType.CPL, RuleType.CPC})
 

@@ -127,6 +127,13 @@ class ConversionFactsRepository(Protocol):
     def customer_purchases(
         self, program_id: int, customer_id: str, at: datetime, before_id: int | None
     ) -> int: ...
+    def subscription_payments(
+        self, program_id: int, customer_id: str, at: datetime, before_id: int | None
+    ) -> int:
+        """The customer's sale and renewal conversions (`plans.SUBSCRIPTION_EVENTS`) that
+        came before this one, whatever their status: a renewal is payment number this + 1."""
+        ...
+
     def flagged(self, program_id: int) -> set[int]: ...
     def record_refund(self, conversion_id: int, refunded: Money, fully: bool) -> None: ...
     def cap_description(self, cap_id: int) -> str | None:

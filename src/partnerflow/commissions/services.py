@@ -405,8 +405,13 @@ def commission_for_conversion(
         program.id, conv.partner_id, conv.event_type, start, at, conversion_id
     )
     purchases = 1
+    subscription_month = None
     if conv.customer_id:
         purchases += facts.customer_purchases(program.id, conv.customer_id, at, conversion_id)
+        if conv.event_type == "renewal":
+            subscription_month = 1 + facts.subscription_payments(
+                program.id, conv.customer_id, at, conversion_id
+            )
     ctx = ConversionContext(
         event=conv.event_type,
         at=at,
@@ -418,6 +423,7 @@ def commission_for_conversion(
         new_customer=(purchases == 1) if conv.customer_id else None,
         period_count=period_count,
         customer_purchases=purchases,
+        subscription_month=subscription_month,
     )
     result: CommissionResult = compute(version, ctx)
     text = "; ".join([*notes, f"{source}: {result.explanation}"])
@@ -841,7 +847,9 @@ class _ReplayHistory:
 
 
 class _ReplayFacts:
-    """Adapter giving the pricing function the replay's counts instead of the database's."""
+    """Adapter giving the pricing function the replay's counts instead of the database's.
+    (A renewal's payment number comes from the database: it does not depend on the plan,
+    and the subscription may have started before the replayed history.)"""
 
     def __init__(self, inner: ConversionFactsRepository, history: _ReplayHistory) -> None:
         self.inner = inner

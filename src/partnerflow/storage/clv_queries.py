@@ -27,6 +27,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, select
 
+from partnerflow.commissions.plans import SUBSCRIPTION_EVENTS
 from partnerflow.commissions.rates import RateTable
 from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.money import MICROS, Money
@@ -34,7 +35,6 @@ from partnerflow.storage import tables as t
 from partnerflow.storage.rates import SqlRates
 
 EXCLUDED_STATUSES = ("rejected", "reversed")
-SUBSCRIPTION_EVENTS = ("sale", "renewal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ def subscription_payments(
         select(v.c.customer_id, v.c.partner_id, v.c.offer_id, v.c.created_at)
         .where(
             v.c.program_id == program_id,
-            v.c.event_type.in_(SUBSCRIPTION_EVENTS),
+            v.c.event_type.in_(sorted(SUBSCRIPTION_EVENTS)),
             v.c.status.not_in(EXCLUDED_STATUSES),
             v.c.customer_id.is_not(None),
             v.c.customer_id != "",

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from partnerflow.commissions.plans import SUBSCRIPTION_EVENTS
 from partnerflow.commissions.ports import (
     ConversionFacts,
     ProgramTerms,
@@ -267,6 +268,22 @@ class SqlConversionFacts:
                 .where(
                     _conv.c.program_id == program_id,
                     _conv.c.customer_id == customer_id,
+                    _before(at, before_id),
+                )
+            ).scalar_one()
+        )
+
+    def subscription_payments(
+        self, program_id: int, customer_id: str, at: datetime, before_id: int | None
+    ) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(_conv)
+                .where(
+                    _conv.c.program_id == program_id,
+                    _conv.c.customer_id == customer_id,
+                    _conv.c.event_type.in_(sorted(SUBSCRIPTION_EVENTS)),
                     _before(at, before_id),
                 )
             ).scalar_one()

@@ -20,12 +20,16 @@ from typing import Any, cast
 
 from sqlalchemy import Engine
 
+from partnerflow.commissions.plans import SUBSCRIPTION_EVENTS
 from partnerflow.commissions.ports import ConversionFactsRepository, StoredPlan
 from partnerflow.commissions.rates import RateTable
 from partnerflow.commissions.services import PlanBook
 from partnerflow.storage.database import read_only_connection
 from partnerflow.storage.plans import SqlPlans
 from partnerflow.storage.rates import SqlRates
+
+# The SQL list of a subscription's payment events (constants, never user input).
+_PAYMENT_EVENTS = ", ".join(f"'{event}'" for event in sorted(SUBSCRIPTION_EVENTS))
 
 
 class LoadedPlans:
@@ -92,7 +96,7 @@ class PricingCache:
 
 
 class CursorFacts:
-    """The two counts the plan engine asks for, on the writer's cursor ('?' placeholders
+    """The counts the plan engine asks for, on the writer's cursor ('?' placeholders
     turned into the driver's by `sql`; timestamps in the stored form by `ts`)."""
 
     def __init__(self, cur: Any, sql: Callable[[str], str], ts: Callable[[datetime], Any]) -> None:
@@ -131,6 +135,16 @@ class CursorFacts:
             (program_id, customer_id, *params),
         )
 
+    def subscription_payments(
+        self, program_id: int, customer_id: str, at: datetime, before_id: int | None
+    ) -> int:
+        before, params = self._before(at, before_id)
+        return self._count(
+            "SELECT COUNT(*) FROM conversions WHERE program_id = ? AND customer_id = ?"
+            f" AND event_type IN ({_PAYMENT_EVENTS}) AND " + before,
+            (program_id, customer_id, *params),
+        )
+
     def _before(self, at: datetime, before_id: int | None) -> tuple[str, tuple[Any, ...]]:
         # Same rule as storage.plans.SqlConversionFacts: earlier in time, or at the same
         # instant with a smaller id; a conversion not stored yet counts up to `at` included.
@@ -140,5 +154,5 @@ class CursorFacts:
         return "(created_at < ? OR (created_at = ? AND id < ?))", (stamp, stamp, before_id)
 
     def as_repository(self) -> ConversionFactsRepository:
-        # `commission_for_conversion` only calls period_count and customer_purchases.
+        # `commission_for_conversion` only calls the three counts.
         return cast(ConversionFactsRepository, self)

@@ -25,6 +25,9 @@ class EventType(enum.StrEnum):
     LEAD = "lead"
     SIGNUP = "signup"
     CUSTOM = "custom"
+    # A subscription's later payment (needs the customer id): what `recurring` commission
+    # rules pay, numbered by the customer's earlier sale and renewal conversions.
+    RENEWAL = "renewal"
 
 
 class ConversionStatus(enum.StrEnum):

@@ -101,7 +101,8 @@ def parse_postback(
         event_type = EventType(event_raw)
     except ValueError:
         raise InvalidInput(
-            "event must be one of sale, lead, signup, custom, refund, chargeback", field="event"
+            "event must be one of sale, lead, signup, custom, renewal, refund, chargeback",
+            field="event",
         ) from None
     click_id = _text(params, "click_id")
     if click_id is not None and not is_click_id(click_id):
@@ -113,6 +114,11 @@ def parse_postback(
         len(customer_id) > MAX_CUSTOMER_ID or any(ord(c) < 32 for c in customer_id)
     ):
         raise InvalidInput("customer_id must be 1-128 printable characters", field="customer_id")
+    if event_type is EventType.RENEWAL and customer_id is None:
+        raise InvalidInput(
+            "a renewal needs the subscriber's customer_id (it is attributed and numbered by it)",
+            field="customer_id",
+        )
     return Postback(
         kind=PostbackKind.CONVERSION,
         token=token,

@@ -187,12 +187,14 @@ def record_conversion(
         event_type = EventType(cmd.event_type)
     except ValueError:
         raise InvalidInput(
-            "event_type must be one of sale, lead, signup, custom", field="event_type"
+            "event_type must be one of sale, lead, signup, custom, renewal", field="event_type"
         ) from None
     if cmd.click_id is not None and not is_click_id(cmd.click_id):
         raise InvalidInput("click_id is malformed", field="click_id")
     if cmd.customer_id is not None and not 0 < len(cmd.customer_id) <= 128:
         raise InvalidInput("customer_id must be 1-128 characters", field="customer_id")
+    if event_type is EventType.RENEWAL and not cmd.customer_id:
+        raise InvalidInput("a renewal needs the subscriber's customer_id", field="customer_id")
     now = clock.now()
     with uow:
         program = uow.programs.by_token(cmd.token)

@@ -50,6 +50,24 @@ effective_from = 2026-01-01
   tiers = [{ from = 1, to = 1, percent = "10" }, { from = 2, percent = "20" }]
 """
 
+SUBSCRIPTION_PLAN = """
+id = "saas"
+currency = "EUR"
+
+[[versions]]
+version = 1
+effective_from = 2026-01-01
+  [[versions.rules]]
+  id = "first-payment"
+  type = "cps"
+  percent = "30"
+  [[versions.rules]]
+  id = "renewals"
+  type = "recurring"
+  percent = "20"
+  months = 3
+"""
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -164,6 +182,41 @@ async def test_a_versioned_tiered_plan_prices_http_postbacks(
         ("commission", "pending", 10_000_000, f"commission:{first['conversion_id']}", None),
         ("commission", "pending", 20_000_000, f"commission:{second['conversion_id']}", None),
     ]
+
+
+async def test_renewals_pay_the_recurring_rule_for_its_months_by_customer_id(
+    services: Services, world: World, tracker: Tracker
+) -> None:
+    set_plan(SqlMoneyUnitOfWork(services.engine, services.clock), services.clock,
+             program_id=world.program.id, text=SUBSCRIPTION_PLAN, author="kim")  # fmt: skip
+    tracker.refresh()
+    token = world.program.postback_token
+    # The subscription starts with a sale through a click; renewals come from the billing
+    # system with the subscriber's id only, each a payment of 50.00.
+    sale = await tracker.postback(token=token, click_id=await tracker.click_id(),
+                                  order_id="INV-1", amount="50", customer_id="cus_1")  # fmt: skip
+    renewal = {"token": token, "amount": "50", "customer_id": "cus_1", "event": "renewal"}
+    renewals = [await tracker.postback(order_id=f"INV-{n}", **renewal) for n in (2, 3, 4)]
+    assert sale["commission"] == "15.00"
+    assert [r["commission"] for r in renewals] == ["10.00", "10.00", None]
+    assert {r["attributed_by"] for r in renewals} == {"customer"}
+    assert {r["partner_id"] for r in renewals} == {world.partner.id}
+    assert "recurring for 3 payment(s), this is payment 4" in renewals[2]["explanation"]
+    cv = t.conversions.c
+    stored = rows(services, select(cv.order_id, cv.event_type, cv.partner_id).order_by(cv.id))
+    assert [(r.order_id, r.event_type) for r in stored] == [
+        ("INV-1", "sale"), ("INV-2", "renewal"), ("INV-3", "renewal"), ("INV-4", "renewal"),
+    ]  # fmt: skip
+    # A renewal without its subscriber cannot be attributed or numbered: refused, stored nothing.
+    response = await tracker.client.get(
+        "/postback", params={"token": token, "order_id": "INV-9", "event": "renewal"}
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "customer_id"
+    assert len(rows(services, select(cv.id))) == 4
+    # A refunded renewal gives its commission back, like any conversion.
+    await tracker.postback(token=token, order_id="INV-2", event="refund")
+    assert [entry[:3] for entry in ledger(services)][-1] == ("reversal", "pending", -10_000_000)
 
 
 async def test_an_order_in_another_currency_is_converted_with_the_stored_rate(

@@ -46,6 +46,19 @@ def test_refund_event_parses_as_reversal() -> None:
     assert (pb.kind, pb.amount) == (PostbackKind.CHARGEBACK, Decimal(5))
 
 
+def test_a_renewal_needs_its_subscribers_customer_id() -> None:
+    pb = parse_postback(
+        {"token": "t", "order_id": "INV-2", "event": "Renewal", "customer_id": "cus_1"}
+    )
+    assert (pb.kind, pb.event_type, pb.customer_id) == (
+        PostbackKind.CONVERSION, EventType.RENEWAL, "cus_1",
+    )  # fmt: skip
+    for missing in ({}, {"customer_id": "  "}):
+        with pytest.raises(InvalidInput) as refused:
+            parse_postback({"token": "t", "order_id": "INV-3", "event": "renewal", **missing})
+        assert refused.value.field == "customer_id"
+
+
 def test_forged_cookie_click_id_is_ignored() -> None:
     pb = parse_postback({"token": "t", "order_id": "A"}, cookie_click_id="<script>")
     assert pb.cookie_click_id is None
