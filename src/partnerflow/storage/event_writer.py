@@ -436,11 +436,13 @@ class EventWriter:
                 continue
             stopping = first is None
             if stopping:
-                batches = self._drain_queue()
-                with self._lock:  # whatever is still open is written before stopping
-                    batches += self._pending.values()
-                    self._pending.clear()
+                # Whatever is handed over or still open is written before stopping. Under
+                # the lock, as batches are only ever queued under it: none can slip in
+                # between the drain and `_closed` (it would wait forever).
+                with self._lock:
                     self._closed = True
+                    batches = [*self._drain_queue(), *self._pending.values()]
+                    self._pending.clear()
             else:
                 assert first is not None
                 batches = self._take(first)
