@@ -3,11 +3,11 @@
 On by default (`PARTNERFLOW_SQLITE_SYNC_THREAD=0` turns it off). With `synchronous=FULL`,
 SQLite fsyncs the WAL inside COMMIT, holding the write lock: the writer thread can do
 nothing else meanwhile, and the events that arrive during the fsync join the next, larger
-group commit. With this
-syncer, the writer's own connection commits with `synchronous=NORMAL` (frames written to
-the WAL, no fsync) and hands the batch to this thread, which fdatasyncs the WAL file and
-only then lets the batch's requests be answered. Meanwhile the writer already writes the
-next batch; one fdatasync covers every batch committed before it started. Measured
+group commit. With this syncer, the writer's own connection commits with
+`synchronous=NORMAL` (frames written to the WAL, no fsync) and hands the batch to this
+thread, which fdatasyncs the WAL file and only then lets the batch's requests be answered.
+Meanwhile the writer already writes the next batch; one fdatasync covers every batch
+committed before it started. Measured
 (docs/performance.md): +30% clicks/s behind granian at 128 connections; behind the
 built-in tracker server 15-18% fewer while the writer was woken at a loop's first event
 (many small commits), and 5-20% more since batches are handed over once per pass of the

@@ -90,16 +90,18 @@ _WANTED = frozenset(
 )  # fmt: skip
 # Header names as clients spell them -> the wanted name in lower case, or "" (skipped):
 # browsers send a dozen headers per click, and one dict lookup per header replaces a
-# decode, a lower() and a set lookup. Bounded: names are client-chosen.
+# decode, a lower() and a set lookup. Bounded in entries and name length (names are the
+# client's: at most 4,096 x 64 bytes are ever kept).
 _HEADER_KEYS: dict[bytes, str] = {}
 _HEADER_KEYS_MAX = 4096
+_HEADER_KEY_MAX_LENGTH = 64
 
 
 def _header_key(name: bytes) -> str:
     key = name.decode("latin-1").lower()
     if key not in _WANTED:
         key = ""
-    if len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
+    if len(name) <= _HEADER_KEY_MAX_LENGTH and len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
         _HEADER_KEYS[name] = key
     return key
 

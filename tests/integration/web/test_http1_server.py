@@ -543,6 +543,11 @@ async def test_header_names_are_read_in_any_case(
         spelling: (f"Agent/{spelling}", "https://blog.example/a")
         for spelling in ("User-Agent", "USER-AGENT", "uSeR-aGeNt")
     }
+    # A name longer than the cache keeps is read, not remembered.
+    long_name = "X-" + "a" * http1._HEADER_KEY_MAX_LENGTH
+    response = await request(running, click_request(f"{long_name}: 1"))
+    assert response.status == 302
+    assert long_name.encode() not in http1._HEADER_KEYS
 
 
 async def test_content_length_over_the_limit_is_refused_before_the_body_is_read(
