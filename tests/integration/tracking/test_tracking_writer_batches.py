@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,13 +29,14 @@ from partnerflow.storage.tracking_lookup import TrackingLookup
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> Services:
+def svc(tmp_path: Path) -> Iterator[Services]:
     services = build(
         Settings(database_url=f"sqlite:///{tmp_path / 'batches.db'}", spool_dir=tmp_path / "spool"),
         clock=SystemClock(),
     )
     services.migrate()
-    return services
+    yield services
+    services.close()
 
 
 def _writer(svc: Services, **options: int) -> EventWriter:
@@ -166,6 +168,9 @@ def test_a_stamp_follows_an_injected_clock(tmp_path: Path) -> None:
     )
     svc.migrate()
     writer = EventWriter(svc.engine, TrackingLookup(svc.engine), clock, tmp_path)
-    assert writer.stamp() == "2026-03-01 12:30:05.250000"
-    clock.advance(timedelta(seconds=1))
-    assert writer.stamp() == "2026-03-01 12:30:06.250000"
+    try:
+        assert writer.stamp() == "2026-03-01 12:30:05.250000"
+        clock.advance(timedelta(seconds=1))
+        assert writer.stamp() == "2026-03-01 12:30:06.250000"
+    finally:
+        svc.close()
