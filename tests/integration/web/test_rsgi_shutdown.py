@@ -56,3 +56,4 @@ def test_the_shutdown_hook_closes_the_redis_client_on_granians_loop(
         assert not app.tracker.writer.running
     finally:
         loop.close()
+        services.close()
