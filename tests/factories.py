@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from partnerflow.bootstrap import Services
+from partnerflow.core.ids import new_click_id
 from partnerflow.partners.model import Partner
 from partnerflow.partners.services import CreatePartner, create_partner
 from partnerflow.programs.model import Offer, Program
 from partnerflow.programs.services import CreateOffer, CreateProgram, create_offer, create_program
+from partnerflow.storage.event_writer import CLICK_COLUMNS, EventWriter
 from partnerflow.tracking.model import Coupon, TrackingLink
 from partnerflow.tracking.services import CreateCoupon, CreateLink, create_coupon, create_link
 
@@ -86,3 +88,16 @@ def make_world(svc: Services) -> World:
     partner = make_partner(svc, program)
     link = make_link(svc, partner, offer, code="ann-shop")
     return World(program, offer, partner, link)
+
+
+def click_row(
+    writer: EventWriter, *, partner_id: int = 1, ip: str = "198.51.100.9", ua: str = "ua",
+    sub1: str | None = None,
+) -> tuple[object, ...]:  # fmt: skip
+    """A click row as the tracker hands it to the writer (`CLICK_COLUMNS`): a new id, stamped
+    now, program/offer/link 1; the later, nullable columns empty."""
+    row = (
+        new_click_id(), writer.stamp(), 1, 1, partner_id, 1, ip, ua, None, sub1, None, None,
+        None, None, "PL", "desktop", "Linux", "Chrome", True, False, False, 0, None,
+    )  # fmt: skip
+    return row + (None,) * (len(CLICK_COLUMNS) - len(row))

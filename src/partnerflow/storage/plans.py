@@ -261,21 +261,20 @@ class SqlConversionFacts:
     def customer_purchases(
         self, program_id: int, customer_id: str, at: datetime, before_id: int | None
     ) -> int:
-        return int(
-            self.conn.execute(
-                select(func.count())
-                .select_from(_conv)
-                .where(
-                    _conv.c.program_id == program_id,
-                    _conv.c.customer_id == customer_id,
-                    _before(at, before_id),
-                )
-            ).scalar_one()
-        )
+        return self._customer_count(program_id, customer_id, at, before_id)
 
     def subscription_payments(
         self, program_id: int, customer_id: str, at: datetime, before_id: int | None
     ) -> int:
+        return self._customer_count(
+            program_id, customer_id, at, before_id,
+            _conv.c.event_type.in_(sorted(SUBSCRIPTION_EVENTS)),
+        )  # fmt: skip
+
+    def _customer_count(
+        self, program_id: int, customer_id: str, at: datetime, before_id: int | None, *also: Any
+    ) -> int:
+        """The customer's conversions of the program before this one (`also`: more filters)."""
         return int(
             self.conn.execute(
                 select(func.count())
@@ -283,8 +282,8 @@ class SqlConversionFacts:
                 .where(
                     _conv.c.program_id == program_id,
                     _conv.c.customer_id == customer_id,
-                    _conv.c.event_type.in_(sorted(SUBSCRIPTION_EVENTS)),
                     _before(at, before_id),
+                    *also,
                 )
             ).scalar_one()
         )

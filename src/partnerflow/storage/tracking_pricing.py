@@ -128,20 +128,22 @@ class CursorFacts:
     def customer_purchases(
         self, program_id: int, customer_id: str, at: datetime, before_id: int | None
     ) -> int:
-        before, params = self._before(at, before_id)
-        return self._count(
-            "SELECT COUNT(*) FROM conversions WHERE program_id = ? AND customer_id = ? AND "
-            + before,
-            (program_id, customer_id, *params),
-        )
+        return self._customer_count(program_id, customer_id, at, before_id, "")
 
     def subscription_payments(
         self, program_id: int, customer_id: str, at: datetime, before_id: int | None
     ) -> int:
+        also = f"event_type IN ({_PAYMENT_EVENTS}) AND "
+        return self._customer_count(program_id, customer_id, at, before_id, also)
+
+    def _customer_count(
+        self, program_id: int, customer_id: str, at: datetime, before_id: int | None, also: str
+    ) -> int:
         before, params = self._before(at, before_id)
         return self._count(
-            "SELECT COUNT(*) FROM conversions WHERE program_id = ? AND customer_id = ?"
-            f" AND event_type IN ({_PAYMENT_EVENTS}) AND " + before,
+            "SELECT COUNT(*) FROM conversions WHERE program_id = ? AND customer_id = ? AND "
+            + also
+            + before,
             (program_id, customer_id, *params),
         )
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from tests.factories import click_row
 
 from partnerflow.bootstrap import Services, build
 from partnerflow.config import Settings
 from partnerflow.core.clock import SystemClock
-from partnerflow.core.ids import new_click_id
 from partnerflow.storage import tables as t
-from partnerflow.storage.event_writer import CLICK_COLUMNS, EventWriter
+from partnerflow.storage.event_writer import EventWriter
 from partnerflow.storage.tracking_lookup import TrackingLookup
 from partnerflow.storage.wal_checkpoint import WalCheckpointer
 
@@ -34,22 +34,23 @@ def sqlite_services(tmp_path: Path) -> Services:
     return svc
 
 
-def _row(writer: EventWriter, n: int) -> tuple[object, ...]:
-    row = (
-        new_click_id(), writer.stamp(), 1, 1, 1 + n % 40, 1, f"198.51.100.{n % 200}", UA,
-        None, f"s{n}", None, None, None, None, "PL", "desktop", "Linux", "Chrome", True,
-        False, False, 0, None,
-    )  # fmt: skip
-    return row + (None,) * (len(CLICK_COLUMNS) - len(row))  # later, nullable columns
-
-
 async def _write(writer: EventWriter, batches: int, per_batch: int) -> None:
     n = 0
     for _ in range(batches):
         rows = []
         for _ in range(per_batch):
             n += 1
-            rows.append(writer.write_click(_row(writer, n)))
+            rows.append(
+                writer.write_click(
+                    click_row(
+                        writer,
+                        partner_id=1 + n % 40,
+                        ip=f"198.51.100.{n % 200}",
+                        ua=UA,
+                        sub1=f"s{n}",
+                    )
+                )
+            )
         await asyncio.gather(*rows)
 
 

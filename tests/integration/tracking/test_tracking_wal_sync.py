@@ -11,12 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.factories import click_row
 
 from partnerflow.bootstrap import Services, build
 from partnerflow.config import Settings
 from partnerflow.core.clock import SystemClock
-from partnerflow.core.ids import new_click_id
-from partnerflow.storage.event_writer import CLICK_COLUMNS, DatabaseUnavailable, EventWriter
+from partnerflow.storage.event_writer import DatabaseUnavailable, EventWriter
 from partnerflow.storage.tracking_lookup import TrackingLookup
 
 
@@ -37,15 +37,6 @@ def _writer(svc: Services) -> EventWriter:
     return EventWriter(
         svc.engine, TrackingLookup(svc.engine), svc.clock, svc.settings.spool_dir, sync_thread=True
     )
-
-
-def _row(writer: EventWriter) -> tuple[object, ...]:
-    row = (
-        new_click_id(), writer.stamp(), 1, 1, 1, 1, "198.51.100.9", "ua", None,
-        None, None, None, None, None, "PL", "desktop", "Linux", "Chrome", True, False, False,
-        0, None,
-    )  # fmt: skip
-    return row + (None,) * (len(CLICK_COLUMNS) - len(row))
 
 
 def _count(svc: Services) -> int:
@@ -69,7 +60,7 @@ def test_a_click_is_answered_only_after_its_wal_fsync(
     writer.start()
 
     async def scenario() -> None:
-        answered = asyncio.ensure_future(writer.write_click(_row(writer)))
+        answered = asyncio.ensure_future(writer.write_click(click_row(writer)))
         # Committed (other connections see the row) but not answered while the fsync waits.
         for _ in range(200):
             if _count(svc) == 1:
@@ -102,7 +93,7 @@ def test_a_failed_fsync_is_not_acknowledged(
     writer.start()
     try:
         with pytest.raises(DatabaseUnavailable, match="durable"):
-            asyncio.run(writer.write_click(_row(writer)))
+            asyncio.run(writer.write_click(click_row(writer)))
     finally:
         writer.stop()
 
@@ -112,7 +103,7 @@ def test_only_the_writer_connection_skips_the_commit_fsync(tmp_path: Path) -> No
     writer = _writer(svc)
     writer.start()
     try:
-        asyncio.run(writer.write_click(_row(writer)))
+        asyncio.run(writer.write_click(click_row(writer)))
         raw = writer._raw
         assert raw is not None
         assert raw.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL + the syncer
@@ -133,7 +124,7 @@ def test_configured_normal_needs_no_syncer(tmp_path: Path) -> None:
     writer.start()
     try:
         for _ in range(3):
-            asyncio.run(writer.write_click(_row(writer)))
+            asyncio.run(writer.write_click(click_row(writer)))
     finally:
         writer.stop()
     assert writer.syncer is not None and writer.syncer.syncs == 0

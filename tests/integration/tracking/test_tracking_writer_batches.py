@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.factories import click_row
 
 from partnerflow.bootstrap import Services, build
 from partnerflow.config import Settings
 from partnerflow.core.clock import FixedClock, SystemClock
-from partnerflow.core.ids import new_click_id
 from partnerflow.storage.event_writer import (
-    CLICK_COLUMNS,
     DatabaseUnavailable,
     EventWriter,
     sqlite_timestamp,
@@ -45,15 +44,6 @@ def _writer(svc: Services, **options: int) -> EventWriter:
     )
 
 
-def _row(writer: EventWriter) -> tuple[object, ...]:
-    row = (
-        new_click_id(), writer.stamp(), 1, 1, 1, 1, "198.51.100.9", "ua", None,
-        None, None, None, None, None, "PL", "desktop", "Linux", "Chrome", True, False, False,
-        0, None,
-    )  # fmt: skip
-    return row + (None,) * (len(CLICK_COLUMNS) - len(row))
-
-
 def _count(svc: Services) -> int:
     with svc.engine.connect() as conn:
         return int(conn.exec_driver_sql("SELECT COUNT(*) FROM clicks").scalar_one())
@@ -65,15 +55,15 @@ def test_clicks_enqueued_in_one_pass_of_the_loop_share_one_commit(svc: Services)
 
     async def scenario() -> None:
         # Let the writer finish connecting, so the first pass does not race its start-up.
-        await writer.write_click(_row(writer))
+        await writer.write_click(click_row(writer))
         before = writer.batches
         # One callback enqueues 40 clicks, as a pass over 40 readable connections would.
-        futures = [writer.enqueue_click(_row(writer)) for _ in range(40)]
+        futures = [writer.enqueue_click(click_row(writer)) for _ in range(40)]
         assert len({id(f) for f in futures}) == 1  # one batch, one future
         assert all(error is None for error in await asyncio.gather(*futures))
         assert writer.batches == before + 1
         # The next pass gets a new batch.
-        assert await writer.enqueue_click(_row(writer)) is None
+        assert await writer.enqueue_click(click_row(writer)) is None
         assert writer.batches == before + 2
 
     try:
@@ -88,7 +78,7 @@ def test_a_full_batch_goes_to_the_writer_without_waiting_for_the_pass(svc: Servi
     writer.start()
 
     async def scenario() -> None:
-        futures = [writer.enqueue_click(_row(writer)) for _ in range(25)]
+        futures = [writer.enqueue_click(click_row(writer)) for _ in range(25)]
         assert len({id(f) for f in futures}) == 3  # 10 + 10 + 5
         assert all(error is None for error in await asyncio.gather(*futures))
 
@@ -104,7 +94,7 @@ def test_stop_writes_what_is_enqueued_but_not_yet_handed_over(svc: Services) -> 
     writer.start()
 
     async def scenario() -> list[BaseException | None]:
-        futures = [writer.enqueue_click(_row(writer)) for _ in range(5)]
+        futures = [writer.enqueue_click(click_row(writer)) for _ in range(5)]
         # Stopped from this very callback: the loop has not finished its pass, so the
         # batch is still open (not handed over) when the writer takes its last batches.
         writer.stop()
@@ -121,10 +111,10 @@ def test_a_batch_after_the_writers_last_commit_is_refused_not_left_waiting(
     writer.start()
 
     async def scenario() -> None:
-        await writer.write_click(_row(writer))
+        await writer.write_click(click_row(writer))
         await asyncio.get_running_loop().run_in_executor(None, writer.stop)
         with pytest.raises(DatabaseUnavailable, match="stopped"):
-            await asyncio.wait_for(writer.write_click(_row(writer)), timeout=5)
+            await asyncio.wait_for(writer.write_click(click_row(writer)), timeout=5)
 
     asyncio.run(scenario())
     assert _count(svc) == 1
