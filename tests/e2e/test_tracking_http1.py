@@ -14,12 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from sqlalchemy import select
-from tests.e2e.tracker_process import PARTNERFLOW, free_port, seeded_env, start_track
+from tests.e2e.tracker_process import (
+    PARTNERFLOW,
+    assert_click_redirects_and_is_stored,
+    free_port,
+    seeded_env,
+    start_track,
+)
 from tests.factories import World
 
 from partnerflow.bootstrap import build
@@ -108,32 +113,7 @@ def tracker(tmp_path: Path) -> Iterator[RunningTracker]:
 def test_click_redirects_stores_its_row_and_keep_alive_serves_several_requests(
     tracker: RunningTracker,
 ) -> None:
-    r = httpx.get(
-        tracker.base + "/c/ann-shop",
-        params={"sub1": "spring", "utm_source": "blog"},
-        headers={"user-agent": UA, "x-forwarded-for": "198.51.100.99"},
-    )
-    assert r.status_code == 302
-    location = urlsplit(r.headers["location"])
-    query = parse_qs(location.query)
-    click_id = query["click_id"][0]
-    assert (location.netloc, location.path, query["utm_source"]) == (
-        "shop.example.com", "/landing", ["blog"],
-    )  # fmt: skip
-    assert r.cookies["pf_click"] == click_id
-    assert "pf_vid" in r.cookies
-    services = build(Settings(database_url=tracker.url))
-    with services.engine.connect() as conn:
-        row = conn.execute(select(t.clicks).where(t.clicks.c.id == click_id)).one()
-    services.close()
-    assert (row.link_id, row.partner_id, row.sub1) == (
-        tracker.world.link.id, tracker.world.partner.id, "spring",
-    )  # fmt: skip
-    # No trusted proxy configured: X-Forwarded-For is ignored, the peer address is stored.
-    assert row.ip == "127.0.0.1"
-    assert (row.device, row.os, row.browser, row.is_unique) == (
-        "desktop", "Windows", "Chrome", True,
-    )  # fmt: skip
+    assert_click_redirects_and_is_stored(tracker.base, tracker.url, tracker.world, UA)
 
     # One connection, several requests: http.client reconnects only when the server closed.
     client = http.client.HTTPConnection("127.0.0.1", tracker.port, timeout=5)

@@ -9,17 +9,16 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import select
-from tests.e2e.tracker_process import free_port, seeded_env, start_track
+from tests.e2e.tracker_process import (
+    assert_click_redirects_and_is_stored,
+    free_port,
+    seeded_env,
+    start_track,
+)
 from tests.factories import World
-
-from partnerflow.bootstrap import build
-from partnerflow.config import Settings
-from partnerflow.storage import tables as t
 
 pytestmark = [pytest.mark.slow]
 
@@ -41,30 +40,7 @@ def tracker(tmp_path: Path) -> Iterator[tuple[str, str, World]]:
 
 def test_rsgi_click_redirects_and_stores_its_row(tracker: tuple[str, str, World]) -> None:
     base, url, world = tracker
-    r = httpx.get(
-        base + "/c/ann-shop",
-        params={"sub1": "spring", "utm_source": "blog"},
-        headers={"user-agent": UA, "x-forwarded-for": "198.51.100.99"},
-    )
-    assert r.status_code == 302
-    location = urlsplit(r.headers["location"])
-    query = parse_qs(location.query)
-    click_id = query["click_id"][0]
-    assert (location.netloc, location.path, query["utm_source"]) == (
-        "shop.example.com", "/landing", ["blog"],
-    )  # fmt: skip
-    assert r.cookies["pf_click"] == click_id
-    assert "pf_vid" in r.cookies
-    services = build(Settings(database_url=url))
-    with services.engine.connect() as conn:
-        row = conn.execute(select(t.clicks).where(t.clicks.c.id == click_id)).one()
-    services.close()
-    assert (row.link_id, row.partner_id, row.sub1) == (world.link.id, world.partner.id, "spring")
-    # No trusted proxy configured: X-Forwarded-For is ignored, the peer address is stored.
-    assert row.ip == "127.0.0.1"
-    assert (row.device, row.os, row.browser, row.is_unique) == (
-        "desktop", "Windows", "Chrome", True,
-    )  # fmt: skip
+    click_id = assert_click_redirects_and_is_stored(base, url, world, UA)
     head = httpx.head(base + "/c/ann-shop", headers={"user-agent": UA})
     assert (head.status_code, head.headers["location"]) == (302, "https://shop.example.com/landing")
     assert "set-cookie" not in head.headers  # a HEAD is no click

@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy import select
 from tests.factories import World, make_world
 
 from partnerflow.bootstrap import build
 from partnerflow.config import Settings
+from partnerflow.storage import tables as t
 
 PARTNERFLOW = str(Path(sys.executable).parent / "partnerflow")
 
@@ -64,3 +67,36 @@ def start_track(
     proc.kill()
     output = proc.communicate(timeout=10)[0]
     raise AssertionError(f"tracker did not start: {output!r}")
+
+
+def assert_click_redirects_and_is_stored(
+    base: str, database_url: str, world: World, ua: str
+) -> str:
+    """A click with sub-ids, UTM and a spoofed X-Forwarded-For: a 302 to the landing page
+    with its click id in the URL and the cookie, and its row stored with the peer address
+    (no trusted proxy) and the parsed agent. Returns the click id."""
+    r = httpx.get(
+        base + "/c/ann-shop",
+        params={"sub1": "spring", "utm_source": "blog"},
+        headers={"user-agent": ua, "x-forwarded-for": "198.51.100.99"},
+    )
+    assert r.status_code == 302
+    location = urlsplit(r.headers["location"])
+    query = parse_qs(location.query)
+    click_id = query["click_id"][0]
+    assert (location.netloc, location.path, query["utm_source"]) == (
+        "shop.example.com", "/landing", ["blog"],
+    )  # fmt: skip
+    assert r.cookies["pf_click"] == click_id
+    assert "pf_vid" in r.cookies
+    services = build(Settings(database_url=database_url))
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.clicks).where(t.clicks.c.id == click_id)).one()
+    services.close()
+    assert (row.link_id, row.partner_id, row.sub1) == (world.link.id, world.partner.id, "spring")
+    # No trusted proxy configured: X-Forwarded-For is ignored, the peer address is stored.
+    assert row.ip == "127.0.0.1"
+    assert (row.device, row.os, row.browser, row.is_unique) == (
+        "desktop", "Windows", "Chrome", True,
+    )  # fmt: skip
+    return click_id
