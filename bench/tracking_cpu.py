@@ -101,6 +101,10 @@ def measure(
 def _variant(text: str) -> tuple[str, str, dict[str, str]]:
     name, _, rest = text.partition("=")
     path, *pairs = rest.split(",")
+    if not name or any("=" not in pair for pair in pairs if pair):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=PYTHONPATH[,SETTING=VALUE...] (PYTHONPATH may be empty)"
+        )
     settings = dict(pair.split("=", 1) for pair in pairs if pair)
     return name, path, settings
 
