@@ -75,6 +75,7 @@ from partnerflow.storage.outbox import (
     conversion_payload,
     new_event_id,
 )
+from partnerflow.storage.rollups import fold_events, late_events
 from partnerflow.storage.spool import Spool, release_orphan, take_orphan
 from partnerflow.storage.tracking_caps import ConversionCapStore, Execute, conversion_verdict
 from partnerflow.storage.tracking_lookup import OfferInfo, ProgramInfo, TrackingLookup
@@ -623,10 +624,10 @@ class EventWriter:
         """Reconnect and drain our spool and any orphaned spool into the database."""
         self._last_attempt = time.monotonic()
         try:
-            raw = self._connect()
+            self._connect()  # the writer's own connection: is the database back?
             records = self.spool.read() if self.spool.pending or self.spool.path.exists() else []
             if records:
-                self._drain(raw, records)
+                self._drain(records)
                 self.spool.clear()
                 log.warning("drained %d spooled events into the database", len(records))
             for path in self.spool.orphans():
@@ -636,7 +637,7 @@ class EventWriter:
                 fd, orphan_records = taken
                 drained = False
                 try:
-                    self._drain(raw, orphan_records)
+                    self._drain(orphan_records)
                     drained = True
                     log.warning("drained %d events from %s", len(orphan_records), path)
                 finally:
@@ -650,7 +651,7 @@ class EventWriter:
             self._disconnect(broken=True)
             self.degraded = True
 
-    def _drain(self, raw: Any, records: list[dict[str, Any]]) -> None:
+    def _drain(self, records: list[dict[str, Any]]) -> None:
         by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for record in records:
             table = record.get("t")
@@ -661,21 +662,28 @@ class EventWriter:
                 row = [*row, None]  # spooled before creative_id (migration 0010) was added
             elif len(row) != len(_TABLES[table]):
                 continue
+            if not isinstance(row[0], str):
+                continue
             created = row[1]
             if not self.sql.sqlite:
                 created = datetime.fromisoformat(created).replace(tzinfo=UTC)
             by_table[table].append((row[0], created, *row[2:]))
-        cur = self._begin(raw)
-        for table, rows in by_table.items():
-            for start in range(0, len(rows), 5000):
-                cur.executemany(
-                    self.sql(_insert_sql(table, _TABLES[table], "id")),
-                    rows[start : start + 5000],
-                )
-        raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
-        if self._sync_level is not None:
-            assert self.syncer is not None
-            self.syncer.sync_now()  # durable before the caller deletes the spool file
+        # A connection of the engine (its configured synchronous level: the commit is
+        # durable before the caller deletes the spool file), not the writer's own.
+        with self.engine.begin() as conn:
+            for table in _TABLES:  # always clicks, then impressions: the lock order of folds
+                rows = by_table.get(table)
+                if not rows:
+                    continue
+                # Rows whose ids a rollup fold has passed while they sat in the spool: folded
+                # here, or reports would never count them (`storage.rollups`).
+                late = late_events(conn, table, [row[0] for row in rows])
+                for start in range(0, len(rows), 5000):
+                    conn.exec_driver_sql(
+                        self.sql(_insert_sql(table, _TABLES[table], "id")),
+                        rows[start : start + 5000],
+                    )
+                fold_events(conn, table, late)
 
     # -- conversions -----------------------------------------------------------------------
     def _one_conversion(

@@ -16,14 +16,23 @@ How they stay exact:
 - Reports read the rollups plus the raw traffic past the mark ("tail"), so they are exact
   for traffic at any moment and for conversions as of the last fold.
 
+- **Late traffic**: events the tracker spooled while the database was unreachable (or a
+  crashed tracker left in its spool) are stored when the spool is drained, possibly after
+  a fold (another tracker's traffic) moved the mark past their ids. The drain folds those
+  itself, in its own transaction: `late_events` lists the drained ids at or below the mark
+  that are not stored yet, and `fold_events` adds exactly those once inserted.
+- Folds, drains and rebuilds of a table take its traffic lock first (`lock_traffic`:
+  PostgreSQL holds a transaction-level advisory lock; SQLite's write transactions already
+  exclude each other), so none of them reads a mark another is about to move.
+
 What they can miss (run `partnerflow report refresh --rebuild` for the days concerned):
-events replayed from the tracker's spool after a crash with ids below the mark; a status
-change of a conversion that appended no ledger entry (e.g. rejecting one that earned no
-commission); a change of the program's timezone.
+a status change of a conversion that appended no ledger entry (e.g. rejecting one that
+earned no commission); a change of the program's timezone.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -241,6 +250,14 @@ def add_raw_conversions(
 # --- marks ------------------------------------------------------------------------------
 
 
+def lock_traffic(conn: Connection, name: str) -> None:
+    """Take the traffic lock of `name` ("clicks" or "impressions") until the transaction
+    ends (PostgreSQL; on SQLite the write transaction holds the database already)."""
+    if conn.dialect.name == "postgresql":
+        key = zlib.crc32(f"partnerflow-rollup-{name}".encode())
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 def read_mark(conn: Connection, name: str) -> str | None:
     m = t.rollup_marks.c
     value = conn.execute(select(m.value).where(m.name == name)).scalar()
@@ -315,6 +332,7 @@ def _fold_table(
 ) -> int:
     """Fold one chunk of `table` (clicks or impressions) past its mark; the count folded."""
     cutoff = id_prefix(int((now.timestamp() - settle_seconds) * 1000))
+    lock_traffic(conn, name)
     old = read_mark(conn, name)
     ids = table.c.id
     window = [ids < cutoff] + ([ids > old] if old is not None else [])
@@ -326,15 +344,49 @@ def _fold_table(
     if upper is None:
         return 0
     _claim_mark(conn, name, old, str(upper), now)
+    return _fold_selected(conn, table, [*window, ids <= upper])
+
+
+def _fold_selected(conn: Connection, table: Table, where: Sequence[ColumnElement[bool]]) -> int:
+    """Add the events of `table` matching `where` to the traffic rollup; the count added."""
     grain = builder(conn)
-    selected = [*window, ids <= upper]
     if table is t.clicks:
-        seen = add_raw_traffic(conn, grain, selected, None)
+        seen = add_raw_traffic(conn, grain, where, None)
     else:
-        add_raw_traffic(conn, grain, [false()], selected)
+        add_raw_traffic(conn, grain, [false()], where)
         seen = sum(v[3] for v in grain.traffic.values())
     _upsert_add(conn, t.rollup_traffic, _GRAIN_KEYS, TRAFFIC_MEASURES, _traffic_rows(grain.traffic))
     return seen
+
+
+_TRAFFIC_TABLES = {"clicks": t.clicks, "impressions": t.impressions}
+_IN_CHUNK = 500
+
+
+def late_events(conn: Connection, name: str, ids: Sequence[str]) -> list[str]:
+    """Of event ids about to be inserted into `name`, those a fold will never see: at or
+    below the mark and not stored yet. Takes the traffic lock, so the mark stays put until
+    the caller's transaction (which inserts them and calls `fold_events`) ends."""
+    lock_traffic(conn, name)
+    mark = read_mark(conn, name)
+    if mark is None:
+        return []
+    below = sorted({i for i in ids if i <= mark})
+    column = _TRAFFIC_TABLES[name].c.id
+    stored: set[str] = set()
+    for start in range(0, len(below), _IN_CHUNK):
+        chunk = below[start : start + _IN_CHUNK]
+        stored.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return [i for i in below if i not in stored]
+
+
+def fold_events(conn: Connection, name: str, ids: Sequence[str]) -> int:
+    """Add these stored events of `name` (from `late_events`) to the traffic rollup."""
+    table = _TRAFFIC_TABLES[name]
+    return sum(
+        _fold_selected(conn, table, [table.c.id.in_(ids[start : start + _IN_CHUNK])])
+        for start in range(0, len(ids), _IN_CHUNK)
+    )
 
 
 def _dirty_conversion_days(
@@ -454,6 +506,8 @@ def rebuild(conn: Connection, program_id: int, first_day: date, last_day: date) 
         )
     )
     c, i = t.clicks.c, t.impressions.c
+    lock_traffic(conn, "clicks")
+    lock_traffic(conn, "impressions")
     click_mark, impression_mark = read_mark(conn, "clicks"), read_mark(conn, "impressions")
     click_where = [
         c.program_id == program_id,
