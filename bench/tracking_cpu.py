@@ -8,8 +8,9 @@ swings far less. Each variant is started like `./scripts/bench tracking` starts 
 (one worker pinned to core 0, a fresh seeded SQLite database, wrk pinned to core 1), warmed
 for 2 s, then measured over a wrk run: the worker's CPU time (every thread, user + system,
 from /proc) divided by the 302s, the same per thread (event loop / writer / fsync thread,
-largest first), and the clicks per commit (from /healthz). Variants run alternately, round
-by round, so a noisy minute hits all of them.
+largest first), the clicks per commit (from /healthz) and the context switches per click
+(every thread, /proc). Variants run alternately, round by round, so a noisy minute hits
+all of them.
 
 A variant is a name, the PYTHONPATH its tracker runs with (empty: this checkout; another
 checkout's `src` to compare with older code), and optional environment settings:
@@ -39,6 +40,16 @@ def _thread_cpu(pid: int) -> dict[str, float]:
         fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
         out[tid] = (int(fields[11]) + int(fields[12])) / ticks
     return out
+
+
+def _switches(pid: int) -> int:
+    """Context switches (voluntary + involuntary) of every thread of `pid` so far."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
 
 
 def _children(pid: int) -> list[int]:
@@ -82,9 +93,9 @@ def measure(
                 family += [c for p in family for c in _children(p) if c not in family]
             worker = max(family, key=lambda p: len(os.listdir(f"/proc/{p}/task")))
             batches0, events0 = _writer_counts(port)
-            cpu0 = _thread_cpu(worker)
+            cpu0, switches0 = _thread_cpu(worker), _switches(worker)
             run = bench.wrk(url, duration, connections, None, tmp)
-            cpu1 = _thread_cpu(worker)
+            cpu1, switches1 = _thread_cpu(worker), _switches(worker)
             batches1, events1 = _writer_counts(port)
         finally:
             bench.stop(proc)
@@ -95,6 +106,7 @@ def measure(
         "cpu_us": sum(threads),
         "threads_us": threads[:3],
         "per_commit": (events1 - events0) / max(batches1 - batches0, 1),
+        "switches": (switches1 - switches0) / clicks,
     }
 
 
@@ -128,7 +140,8 @@ def main() -> None:
             threads = " / ".join(f"{x:.1f}" for x in r["threads_us"])
             print(f"round {round_number} {name:<12} {r['rps']:>8.0f} clicks/s  "
                   f"{r['cpu_us']:5.1f} µs CPU per click (threads {threads})  "
-                  f"{r['per_commit']:5.1f} per commit", flush=True)  # fmt: skip
+                  f"{r['per_commit']:5.1f} per commit  "
+                  f"{r['switches']:4.2f} context switches per click", flush=True)  # fmt: skip
             time.sleep(0.5)
     print("medians:")
     for name, rows in results.items():
