@@ -49,6 +49,10 @@ def parse_amount(raw: object, *, field: str = "amount", allow_negative: bool = F
         raise InvalidInput(f"{field} is not a number", field=field)
     if not value.is_finite():
         raise InvalidInput(f"{field} must be finite", field=field)
+    # By exponent first: abs() of a value past the context's Emax (`1e1000000`, a 9-byte
+    # query value) raises decimal.Overflow, which would be a 500, not a refusal.
+    if value and value.adjusted() > MAX_AMOUNT.adjusted():
+        raise InvalidInput(f"{field} is out of range (max {MAX_AMOUNT})", field=field)
     if value < 0 and not allow_negative:
         raise InvalidInput(f"{field} must not be negative", field=field)
     if abs(value) > MAX_AMOUNT:

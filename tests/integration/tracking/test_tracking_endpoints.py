@@ -220,6 +220,27 @@ async def test_bad_postbacks_are_refused_and_write_nothing(
     assert ledger(services) == []
 
 
+@pytest.mark.parametrize("path", ["/postback", "/px"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"amount": "1e1000000"},  # past decimal's Emax: abs() raised decimal.Overflow (500)
+        {"amount": "1E+999999999999999999"},
+        {"amount": "1e1000000", "event": "refund"},
+    ],
+)
+async def test_amount_with_a_huge_exponent_is_refused_not_a_500(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    path: str, params: dict[str, str],
+) -> None:  # fmt: skip
+    response = await tracker_client.get(
+        path, params={"token": world.program.postback_token, "order_id": "H-1", **params}
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "amount"
+    assert count(services, t.conversions) == 0
+
+
 async def test_partial_then_full_refund_reverses_commission_pro_rata(
     services: Services, world: World, tracker_client: httpx.AsyncClient
 ) -> None:

@@ -42,6 +42,13 @@ def test_parse_amount_refuses_bad_values(raw: str) -> None:
         parse_amount(raw)
 
 
+@pytest.mark.parametrize("raw", ["1e1000000", "-1e1000000", Decimal("1E+999999999999999999")])
+def test_parse_amount_refuses_huge_exponents_without_decimal_overflow(raw: str | Decimal) -> None:
+    """abs() of a value past the context's Emax raises decimal.Overflow: checked first."""
+    with pytest.raises(InvalidInput):
+        parse_amount(raw, allow_negative=True)
+
+
 def test_parse_amount_refuses_float_objects() -> None:
     with pytest.raises(InvalidInput):
         parse_amount(12.5)
