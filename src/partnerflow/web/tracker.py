@@ -744,7 +744,9 @@ def _body_params(body: bytes, ctype: str) -> dict[str, Any]:
     if ctype == "application/json":
         try:
             data = json.loads(body, parse_float=Decimal)
-        except (ValueError, RecursionError):
+        # ArithmeticError: decimal.InvalidOperation from parse_float, for a number whose
+        # exponent is past what Decimal can hold (1e-9999999999999999999999, any field).
+        except (ValueError, RecursionError, ArithmeticError):
             raise InvalidInput("body is not valid JSON", field="body") from None
         if not isinstance(data, dict):
             raise InvalidInput("JSON body must be an object", field="body")

@@ -314,6 +314,23 @@ async def test_order_webhook_takes_json_and_header_token(
     assert row.coupon_code == "ANN10"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/orders", "/postback"])
+@pytest.mark.parametrize("number", ["1E+9999999999999999999999", "1e-9999999999999999999999"])
+async def test_json_number_beyond_decimal_limits_is_refused_not_a_500(
+    services: Services, world: World, tracker_client: httpx.AsyncClient, path: str, number: str
+) -> None:
+    """json.loads(parse_float=Decimal) raises decimal.InvalidOperation for such a number,
+    in any field: the body is refused as invalid JSON."""
+    body = f'{{"order_id": "J-1", "amount": "1", "note": {number}}}'
+    response = await tracker_client.post(
+        path, content=body, headers={"content-type": "application/json",
+        "authorization": f"Bearer {world.program.postback_token}"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["field"] == "body"
+    assert count(services, t.conversions) == 0
+
+
 async def test_pixel_attributes_by_cookie(
     services: Services, world: World, tracker_client: httpx.AsyncClient
 ) -> None:
