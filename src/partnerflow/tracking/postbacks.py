@@ -20,7 +20,7 @@ from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
 from partnerflow.core.money import check_currency, parse_amount
 from partnerflow.tracking.model import AttributedBy, EventType
-from partnerflow.tracking.rules import check_coupon_code, check_order_id
+from partnerflow.tracking.rules import check_coupon_code, check_order_id, has_unsafe_characters
 
 MAX_TOKEN = 128
 MAX_CUSTOMER_ID = 128
@@ -111,7 +111,7 @@ def parse_postback(
     coupon = check_coupon_code(coupon_text) if coupon_text else None
     customer_id = _text(params, "customer_id")
     if customer_id is not None and (
-        len(customer_id) > MAX_CUSTOMER_ID or any(ord(c) < 32 for c in customer_id)
+        len(customer_id) > MAX_CUSTOMER_ID or has_unsafe_characters(customer_id)
     ):
         raise InvalidInput("customer_id must be 1-128 printable characters", field="customer_id")
     if event_type is EventType.RENEWAL and customer_id is None:

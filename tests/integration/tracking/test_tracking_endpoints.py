@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -328,6 +329,32 @@ async def test_json_number_beyond_decimal_limits_is_refused_not_a_500(
     )  # fmt: skip
     assert response.status_code == 400
     assert response.json()["field"] == "body"
+    assert count(services, t.conversions) == 0
+
+
+@pytest.mark.parametrize(
+    "customer_id",
+    [
+        "\ud800",  # a lone surrogate cannot be encoded for the database: it was a 500
+        "cust\udc80",
+        "cust\x7f",  # DEL and C1 controls are not printable either
+        "cu\x85st",  # (U+0085 is whitespace to str.strip(): inside the value)
+        "cust\x9f",
+    ],
+)
+async def test_customer_id_with_control_characters_or_surrogates_is_refused(
+    services: Services, world: World, tracker_client: httpx.AsyncClient, customer_id: str
+) -> None:
+    response = await tracker_client.post(
+        "/api/v1/orders",
+        content=json.dumps({"order_id": "U-1", "amount": "10", "customer_id": customer_id}),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {world.program.postback_token}",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "customer_id"
     assert count(services, t.conversions) == 0
 
 
