@@ -1134,7 +1134,8 @@ class EventWriter:
             order_micros, refunded, refund_micros, commission, net, MINOR_UNITS[currency]
         )
         now = self.clock.now()
-        refund_text = str(Money.from_micros(reversal.refund_micros, currency).amount.normalize())
+        # Fixed-point: str() of a normalized 10 is "1E+1", which went into the ledger reason.
+        refund_text = f"{Money.from_micros(reversal.refund_micros, currency).amount.normalize():f}"
         reason = (
             f"{pb.kind.value} of {refund_text} {currency} on order {pb.order_id}"
             f" ({'full' if reversal.fully_refunded else 'partial, pro rata'})"

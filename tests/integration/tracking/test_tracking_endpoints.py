@@ -274,6 +274,30 @@ async def test_partial_then_full_refund_reverses_commission_pro_rata(
     ]
 
 
+async def test_refund_reason_writes_round_amounts_without_an_exponent(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    make_coupon(services, world.partner, world.offer)
+    token = world.program.postback_token
+    await postback(tracker_client, token=token, coupon="ANN10", order_id="R-2", amount="200")
+    refund = await postback(
+        tracker_client, token=token, event="refund", order_id="R-2", amount="100"
+    )
+    assert refund.status_code == 200
+    assert refund.json()["explanation"].startswith("refund of 100 EUR on order R-2")
+    with services.engine.connect() as conn:
+        reasons = (
+            conn.execute(
+                select(t.commission_entries.c.reason).where(
+                    t.commission_entries.c.kind == "reversal"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert reasons == ["refund of 100 EUR on order R-2 (partial, pro rata)"]  # not "1E+2"
+
+
 async def test_refund_of_unknown_order_is_404(
     world: World, tracker_client: httpx.AsyncClient
 ) -> None:
