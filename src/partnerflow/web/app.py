@@ -30,7 +30,7 @@ from partnerflow.web.asgi import (
     send_reply,
 )
 from partnerflow.web.home import home_app
-from partnerflow.web.tracker import Tracker, guarded
+from partnerflow.web.tracker import EVENT_METHODS, Tracker, guarded, wrong_method
 
 log = logging.getLogger("partnerflow.web")
 
@@ -112,6 +112,9 @@ class PartnerflowApp:
             call = self.tracker.click_head(scope["path"][3:])
             await send_reply(send, await guarded(call, "HEAD", scope["path"]))
             return
+        if scope["method"] != "GET":
+            await send_reply(send, wrong_method(scope["method"], scope["path"]))
+            return
         ua = referrer = cookie = origin = forwarded = None
         # One pass over the headers for the five the click reads (latin-1 never fails).
         for key, raw in scope["headers"]:
@@ -134,6 +137,9 @@ class PartnerflowApp:
 
     async def _impression(self, scope: Scope, send: Send) -> None:
         await self._ensure_started()
+        if scope["method"] not in EVENT_METHODS:
+            await send_reply(send, wrong_method(scope["method"], scope["path"]))
+            return
         ua = forwarded = None
         for key, raw in scope["headers"]:
             if key == b"user-agent":

@@ -47,6 +47,7 @@ import httptools
 
 from partnerflow.storage.event_writer import DatabaseUnavailable
 from partnerflow.web.tracker import (
+    EVENT_METHODS,
     INTERNAL_ERROR,
     NOT_FOUND,
     MethodNotAllowed,
@@ -54,6 +55,7 @@ from partnerflow.web.tracker import (
     Tracker,
     failure_reply,
     json_reply,
+    wrong_method,
 )
 
 log = logging.getLogger("partnerflow.web")
@@ -177,6 +179,8 @@ class Dispatcher:
         if path.startswith("/c/"):
             if req.method == "HEAD":
                 return tracker.click_head(path[3:])
+            if req.method != "GET":
+                return _ready(wrong_method(req.method, path))
             return tracker.click(
                 path[3:], req.query, headers.get("user-agent"), headers.get("referer"),
                 headers.get("cookie"), headers.get("origin"), peer,
@@ -186,6 +190,8 @@ class Dispatcher:
         if route is not None:
             return route(req)
         if path.startswith("/i/"):
+            if req.method not in EVENT_METHODS:
+                return _ready(wrong_method(req.method, path))
             return tracker.impression(
                 path[3:], headers.get("user-agent"), peer, headers.get("x-forwarded-for"),
                 req.query,
@@ -436,7 +442,7 @@ class _Connection(asyncio.Protocol):
                 self.busy = True
                 quick = (
                     item.path.startswith("/c/")
-                    and item.method != "HEAD"
+                    and item.method == "GET"
                     and not self.server.use_tasks
                 )
                 if quick and self._click_now(item):

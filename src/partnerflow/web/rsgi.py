@@ -15,6 +15,7 @@ from typing import Any
 
 from partnerflow.core.errors import PartnerflowError
 from partnerflow.web.tracker import (
+    EVENT_METHODS,
     INTERNAL_ERROR,
     NOT_FOUND,
     MethodNotAllowed,
@@ -22,6 +23,7 @@ from partnerflow.web.tracker import (
     Tracker,
     error_reply,
     guarded,
+    wrong_method,
 )
 
 log = logging.getLogger("partnerflow.web")
@@ -94,7 +96,7 @@ class TrackerRSGI:
         if scope.proto != "http":
             return
         path: str = scope.path
-        if path.startswith("/c/") and scope.method != "HEAD":
+        if path.startswith("/c/") and scope.method == "GET":
             headers = scope.headers
             # `guarded`'s handling inlined: one coroutine frame less on every click.
             try:
@@ -122,8 +124,12 @@ class TrackerRSGI:
         if route is not None:
             return await guarded(route(RsgiRequest(scope, protocol)), scope.method, path)
         if path.startswith("/c/"):  # HEAD: where the link leads, no click recorded
+            if scope.method != "HEAD":
+                return wrong_method(scope.method, path)
             return await guarded(self.tracker.click_head(path[3:]), "HEAD", path)
         if path.startswith("/i/"):
+            if scope.method not in EVENT_METHODS:
+                return wrong_method(scope.method, path)
             headers = scope.headers
             call = self.tracker.impression(
                 path[3:], headers.get("user-agent"), peer_ip(scope.client),

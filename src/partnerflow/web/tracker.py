@@ -679,6 +679,8 @@ class Tracker:
         return json_reply(200, outcome.to_dict())
 
     async def pixel(self, req: TrackRequest) -> Reply:
+        if req.method not in EVENT_METHODS:
+            raise MethodNotAllowed("the pixel takes GET")
         params = parse_query(req.query)
         cookie = req.header("cookie")
         cookie_click = read_cookies(cookie).get("pf_click") if cookie else None
@@ -728,6 +730,18 @@ def failure_reply(exc: Exception, method: str, path: str) -> Reply:
         return error_reply(exc)
     log.error("bug on %s %s", method, path[:80], exc_info=exc)
     return INTERNAL_ERROR
+
+
+# Clicks, impressions and pixel conversions are recorded on GET (HEAD shows where a link
+# leads, records nothing); any other method is refused: a POST, PUT, DELETE or OPTIONS sent
+# to a tracking link must not count as a click, set cookies, or record an impression.
+EVENT_METHODS = frozenset({"GET", "HEAD"})
+
+
+def wrong_method(method: str, path: str) -> Reply:
+    """The 405 (JSON, logged) for a method a tracking link or pixel does not take."""
+    refusal = MethodNotAllowed(f"{method[:16]} is not allowed here: use GET")
+    return failure_reply(refusal, method, path)
 
 
 def _header_token(req: TrackRequest) -> str | None:

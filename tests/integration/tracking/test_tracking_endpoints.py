@@ -322,6 +322,24 @@ async def test_head_on_a_link_shows_where_it_leads_and_records_nothing(
     assert count(services, t.clicks) == 1
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+async def test_other_methods_on_links_and_pixels_are_405_and_record_nothing(
+    services: Services, world: World, tracker_client: httpx.AsyncClient, method: str
+) -> None:
+    """Only GET records a click, an impression or a pixel conversion (HEAD on a link shows
+    where it leads): a DELETE or OPTIONS on a tracking link set cookies and counted."""
+    token = world.program.postback_token
+    for path in ("/c/ann-shop", "/i/ann-shop", f"/px?token={token}&order_id=M-1&amount=5"):
+        response = await tracker_client.request(method, path, headers={"user-agent": UA})
+        assert response.status_code == 405, (path, response.status_code)
+        assert response.json()["error"] == "method_not_allowed"
+        assert "set-cookie" not in response.headers
+        assert "location" not in response.headers
+    assert count(services, t.clicks) == 0
+    assert count(services, t.impressions) == 0
+    assert count(services, t.conversions) == 0
+
+
 async def test_order_webhook_takes_json_and_header_token(
     services: Services, world: World, tracker_client: httpx.AsyncClient
 ) -> None:
