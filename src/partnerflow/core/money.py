@@ -39,7 +39,9 @@ def parse_amount(raw: object, *, field: str = "amount", allow_negative: bool = F
         value = Decimal(raw)
     elif isinstance(raw, str):
         text = raw.strip()
-        if not text or len(text) > 32:
+        # Decimal() also reads '1_000' (PEP 515 underscores) and non-ASCII digits
+        # ('١٢٣' is 123): neither is a decimal string a shop sends; refused, not guessed.
+        if not text or len(text) > 32 or not text.isascii() or "_" in text:
             raise InvalidInput(f"{field} is not a number", field=field)
         try:
             value = Decimal(text)

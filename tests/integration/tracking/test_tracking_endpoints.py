@@ -202,6 +202,8 @@ async def test_concurrent_duplicates_store_one_conversion(
         ({"order_id": "X", "amount": "abc"}, 400, "amount"),
         ({"order_id": "X", "amount": "1e12"}, 400, "amount"),
         ({"order_id": "X", "amount": "NaN"}, 400, "amount"),
+        ({"order_id": "X", "amount": "1_000"}, 400, "amount"),  # Decimal() read it as 1000
+        ({"order_id": "X", "amount": "\u0661\u0662\u0663"}, 400, "amount"),  # Arabic-Indic 123
         ({"order_id": "X", "amount": "5", "currency": "XXX"}, 400, "currency"),
         ({"order_id": "", "amount": "5"}, 400, "order_id"),
         ({"order_id": "X", "click_id": "{click_id}"}, 400, "click_id"),

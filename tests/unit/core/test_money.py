@@ -35,7 +35,21 @@ def test_format_shows_minor_units() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "abc", "1e400", "NaN", "-Infinity", "1.0000001", "2000000000", "-5", " ", "1" * 40],
+    [
+        "",
+        "abc",
+        "1e400",
+        "NaN",
+        "-Infinity",
+        "1.0000001",
+        "2000000000",
+        "-5",
+        " ",
+        "1" * 40,
+        "1_000",
+        "\u0661\u0662\u0663",
+        "\uff11\uff12",  # underscores, non-ASCII digits
+    ],
 )
 def test_parse_amount_refuses_bad_values(raw: str) -> None:
     with pytest.raises(InvalidInput):
