@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urlsplit
 from partnerflow.core.errors import InvalidInput
 from partnerflow.programs.rules import domain_allowed
 from partnerflow.tracking.model import SUB_ID_KEYS
-from partnerflow.tracking.rules import SUB_ID_MAX
+from partnerflow.tracking.rules import SUB_ID_MAX, has_unsafe_characters
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CREATIVE_KEY = "cr"
@@ -136,7 +136,7 @@ def _sub_id_problem(value: str) -> str | None:
     if len(value) > SUB_ID_MAX:
         return "too long"
     # isprintable() (C) settles the usual case; only a non-printable value pays the scan.
-    if not value.isprintable() and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if not value.isprintable() and has_unsafe_characters(value):  # C0, DEL, C1 controls
         return "control characters"
     return None
 

@@ -41,7 +41,7 @@ def check_order_id(value: str) -> str:
 
 
 def check_sub_id(key: str, value: str) -> str:
-    if len(value) > SUB_ID_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if len(value) > SUB_ID_MAX or has_unsafe_characters(value):
         raise InvalidInput(
             f"{key} must be at most {SUB_ID_MAX} characters without control characters",
             field=key,

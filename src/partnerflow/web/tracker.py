@@ -76,7 +76,7 @@ VELOCITY_WINDOW = 60  # the click score's velocity counts are per minute
 MAX_UA = 1024
 MAX_REFERRER = 2048
 MAX_PLANS = 100_000
-_CONTROL = {c: None for c in (*range(32), 127)}
+_CONTROL = {c: None for c in (*range(32), *range(127, 160))}  # C0, DEL and C1
 
 STATUS_BY_CODE = {
     "invalid_input": 400,

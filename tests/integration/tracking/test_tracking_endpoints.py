@@ -97,6 +97,21 @@ async def test_repeat_click_from_same_visitor_is_not_unique(
     assert sorted(uniques) == [False, True]
 
 
+async def test_sub_ids_with_c1_control_characters_are_dropped(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    """U+0080-U+009F are control characters too (U+0085 is a line break to many readers):
+    the sub-id is dropped and flagged, like one with a NUL; the visitor still lands."""
+    response = await click(tracker_client, sub1="a\x85b", sub2="ok", utm_source="x\x9fy")
+    assert response.status_code == 302
+    assert "utm_source" not in response.headers["location"]
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.clicks)).one()
+    assert (row.sub1, row.sub2) == (None, "ok")
+    assert row.flags is not None
+    assert "sub1:control characters" in row.flags and "utm_source:invalid" in row.flags
+
+
 async def test_unknown_code_is_404_without_redirect(
     services: Services, world: World, tracker_client: httpx.AsyncClient
 ) -> None:
