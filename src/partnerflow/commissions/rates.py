@@ -20,6 +20,9 @@ from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.money import Money, check_currency
 
 MAX_RATE_DECIMALS = 10
+# No real currency pair is anywhere near this; a larger rate is a typo (or "1e999999"), and
+# stored it would make every later conversion in the pair overflow.
+MAX_RATE = Decimal(1_000_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,9 @@ def parse_rates_csv(lines: Iterable[str]) -> RateImport:
             continue
         if not rate.is_finite() or rate <= 0:
             errors.append(RowError(line_no, "rate must be a positive number"))
+            continue
+        if rate > MAX_RATE:
+            errors.append(RowError(line_no, f"rate must be at most {MAX_RATE}"))
             continue
         exponent = rate.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > MAX_RATE_DECIMALS:

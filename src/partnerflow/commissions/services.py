@@ -70,7 +70,7 @@ from partnerflow.core.events import (
     EventSink,
     money_fields,
 )
-from partnerflow.core.money import Money, check_currency
+from partnerflow.core.money import MAX_AMOUNT, Money, check_currency
 
 PROGRAM_SCOPE = "program"
 
@@ -389,6 +389,15 @@ def commission_for_conversion(
                 None,
                 f"order value {value.format()}: {exc.message} — import rates with "
                 f"'partnerflow rates import'; no commission computed",
+                "none",
+            )
+        if fx.converted.amount > MAX_AMOUNT:
+            # Ledger amounts are stored as 64-bit micro-units: an order value beyond the bound
+            # any amount in the program currency has could not be booked.
+            return Priced(
+                None,
+                f"order value {fx.explanation()}: out of range (max {MAX_AMOUNT} "
+                f"{program.currency}); no commission computed",
                 "none",
             )
         value = fx.converted

@@ -234,6 +234,42 @@ def test_exchange_rates_import_all_or_nothing_and_never_overwrite(api: Api) -> N
     ]
 
 
+def test_absurd_exchange_rates_are_refused_and_huge_converted_orders_do_not_crash(
+    api: Api,
+) -> None:
+    # "1e999999" used to be stored; every later USD order then failed with a 500 (decimal
+    # overflow), and a rate of 1e7 on a 1e9 order overflowed the ledger's 64-bit micros.
+    url = f"{V1}/exchange-rates"
+    row = {"valid_from": "2026-03-01", "source": "USD", "target": "EUR"}
+    for rate in ("1e999999", "1000000001"):
+        refused = api.client.post(url, json={"rows": [{**row, "rate": rate}]}, headers=api.admin)
+        assert refused.status_code == 422, refused.text
+        assert "rate must be at most 1000000000" in refused.json()["reason"]
+    csv_body = b"date,from,to,rate\n2026-03-01,USD,EUR,1E+999999\n"
+    refused = api.client.post(f"{V1}/imports/exchange-rates", content=csv_body, headers=api.admin)
+    assert refused.status_code == 422
+    assert rows(api, t.exchange_rates) == 0
+    stored = api.client.post(url, json={"rows": [{**row, "rate": "10000000"}]}, headers=api.admin)
+    assert stored.status_code == 201, stored.text
+    make_coupon(api.services, api.world.partner, api.world.offer)
+    response = api.client.post(
+        f"{V1}/conversions",
+        json={
+            "program_id": 1,
+            "order_id": "huge",
+            "amount": "1000000000",
+            "currency": "USD",
+            "coupon": "ANN10",
+        },
+        headers=api.admin,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["commission"] is None
+    assert "out of range (max 1000000000 EUR); no commission computed" in body["explanation"]
+    assert rows(api, t.commission_entries) == 0
+
+
 def test_rate_and_spend_csv_imports_report_rows_and_write_nothing_on_error(api: Api) -> None:
     rates = f"{V1}/imports/exchange-rates"
     bad = b"date,from,to,rate\n2026-03-01,USD,EUR,0.92\n2026-13-01,USD,EUR,0.9\n"

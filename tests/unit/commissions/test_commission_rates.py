@@ -65,6 +65,13 @@ def test_csv_import_reports_each_bad_row_with_its_line_number():
     assert result.errors[5].message == "duplicate USD->EUR rate for 2024-03-01"
 
 
+def test_csv_import_refuses_absurd_rates():
+    text = "date,from,to,rate\n2024-03-01,USD,EUR,1e999999\n2024-03-02,USD,EUR,1000000000\n"
+    result = parse_rates_csv(text.splitlines())
+    assert result.errors == (RowError(2, "rate must be at most 1000000000"),)
+    assert [r.rate for r in result.rates] == [Decimal(1_000_000_000)]
+
+
 def test_csv_import_needs_the_header():
     result = parse_rates_csv(["2024-03-01,USD,EUR,0.92"])
     assert result.errors == (RowError(1, "header must be date,from,to,rate"),)
