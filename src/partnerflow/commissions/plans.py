@@ -271,18 +271,33 @@ def _percent(raw: object, path: str) -> Decimal:
     return value
 
 
+# Version numbers, partner and offer ids and counts are stored in 32-bit integer columns.
+MAX_INT = 2_147_483_647
+MAX_TEXT = 200
+MAX_PLAN_ID = 64  # commission_plans.plan_id
+
+
 def _int(raw: object, path: str, minimum: int) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise _fail(path, "must be an integer")
     if raw < minimum:
         raise _fail(path, f"must be at least {minimum}")
+    if raw > MAX_INT:
+        raise _fail(path, f"must be at most {MAX_INT}")
     return raw
 
 
-def _text(raw: object, path: str) -> str:
+def _text(raw: object, path: str, max_length: int = MAX_TEXT) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise _fail(path, "must be a non-empty string")
-    return raw.strip()
+    text = raw.strip()
+    if len(text) > max_length:
+        raise _fail(path, f"must be at most {max_length} characters")
+    # A JSON "\ud800" escape decodes to a lone surrogate, which no database can store as
+    # text and no response can encode; control characters have no place in an id either.
+    if any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        raise _fail(path, "must not contain control characters or unpaired surrogates")
+    return text
 
 
 def _moment(raw: object, path: str) -> datetime:
@@ -539,7 +554,7 @@ def parse_plan(data: object, known_offers: Collection[int] | None = None) -> Pla
     """
     doc = _obj(data, "plan")
     _no_unknown(doc, {"id", "currency", "versions"}, "plan")
-    plan_id = _text(doc.get("id"), "id")
+    plan_id = _text(doc.get("id"), "id", MAX_PLAN_ID)
     try:
         currency = check_currency(str(doc.get("currency", "")))
     except InvalidInput:

@@ -3,6 +3,7 @@ explanations, payout batches (build, statements, CSV, paid once) and exchange ra
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -232,6 +233,27 @@ def test_exchange_rates_import_all_or_nothing_and_never_overwrite(api: Api) -> N
     assert [(r["source"], r["target"], r["valid_from"], r["rate"]) for r in listed] == [
         ("USD", "EUR", "2026-03-01", "0.92")
     ]
+
+
+def test_a_plan_with_a_lone_surrogate_or_a_huge_version_is_refused_and_not_stored(
+    api: Api,
+) -> None:
+    # A rule id "\ud800" (a valid JSON escape) used to be stored, then the answer (and every
+    # later GET of the revisions) failed with a 500; a version of 2**63 overflowed the column.
+    url = f"{V1}/programs/1/plan"
+    version = PLAN["versions"][0]
+    for bad, field in (
+        ({**version, "rules": [{"id": "\ud800", "type": "cps", "percent": "15"}]}, ".rules[0].id"),
+        ({**version, "version": 2**63}, ".version"),
+    ):
+        body = json.dumps({"plan": {**PLAN, "versions": [bad]}})  # "\ud800" stays an escape
+        refused = api.client.post(
+            url, content=body, headers={**api.admin, "Content-Type": "application/json"}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == f"versions[0]{field}"
+    assert rows(api, t.commission_plans) == 0
+    assert api.client.get(f"{url}/revisions", headers=api.reader).status_code == 200
 
 
 def test_absurd_exchange_rates_are_refused_and_huge_converted_orders_do_not_crash(

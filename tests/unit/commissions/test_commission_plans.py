@@ -250,6 +250,16 @@ def test_bad_tier_tables_are_refused_with_the_field_path(tiers, field, message):
         ),
         (lambda d: d.update(currency="EURO"), "currency"),
         (lambda d: d["versions"][0].update(rules=[]), "versions[0].rules"),
+        # Beyond the 32-bit columns, lone surrogates and over-long ids: refused, not a 500.
+        (lambda d: d["versions"][0].update(version=2**63), "versions[0].version"),
+        (
+            lambda d: d["versions"][0].update(overrides=[{"partner": 10**20, "rules": []}]),
+            "versions[0].overrides[0].partner",
+        ),
+        (lambda d: d["versions"][0]["rules"][0].update(id="\ud800"), "versions[0].rules[0].id"),
+        (lambda d: d["versions"][0]["rules"][0].update(id="a\x00b"), "versions[0].rules[0].id"),
+        (lambda d: d.update(id="\ud800"), "id"),
+        (lambda d: d.update(id="p" * 65), "id"),
     ],
 )
 def test_invalid_plans_name_the_field(mutate, field):
