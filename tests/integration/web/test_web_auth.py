@@ -185,6 +185,24 @@ async def test_oversized_post_is_refused(client: httpx.AsyncClient, world: WebWo
     assert response.status_code == 413
 
 
+async def test_unreadable_multipart_posts_are_refused_with_400_not_500(
+    client: httpx.AsyncClient, world: WebWorld
+) -> None:
+    # The CSRF check reads the token from the form before any handler runs; a multipart body
+    # it could not parse escaped it as an exception (500 and a traceback).
+    many = b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % i for i in range(1001)
+    )
+    for content_type, body in (
+        ("multipart/form-data", b"garbage"),
+        ("multipart/form-data; boundary=b", many + b"--b--\r\n"),
+    ):
+        response = await client.post("/login", content=body, headers={"content-type": content_type})
+        assert response.status_code == 400, response.text
+        assert "nothing was changed" in response.text
+    assert "pf_session" not in client.cookies
+
+
 async def test_admin_changes_partner_status_with_audit(
     login: Login, world: WebWorld, services: Services
 ) -> None:

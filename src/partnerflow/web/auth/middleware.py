@@ -12,12 +12,14 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from html import escape
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -142,7 +144,15 @@ class AuthMiddleware:
             if body is None:
                 await _forbidden_page("The request body is too large.", 413)(scope, receive, send)
                 return
-            submitted = await self._submitted_token(scope, body)
+            try:
+                submitted = await self._submitted_token(scope, body)
+            except HTTPException as exc:  # a multipart body without a boundary, too many parts
+                page = _forbidden_page(
+                    f"The form could not be read ({escape(str(exc.detail))}); nothing was changed.",
+                    400,
+                )
+                await page(scope, receive, send)
+                return
             if not submitted or not hmac.compare_digest(
                 submitted.encode(), str(state["csrf_token"]).encode()
             ):
