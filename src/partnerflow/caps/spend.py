@@ -98,7 +98,10 @@ def parse_spend_csv(
     """Parse every row and collect every error (the caller imports nothing if any)."""
     check_currency(currency)
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        return SpendParse((), (f"line 1: {exc}",))
     missing = [c for c in REQUIRED if c not in header and not (c == "day" and "date" in header)]
     if missing:
         return SpendParse((), (f"line 1: header lacks {', '.join(missing)}",))
@@ -109,28 +112,31 @@ def parse_spend_csv(
     rows: list[SpendRow] = []
     errors: list[str] = []
     seen: dict[tuple[object, ...], int] = {}
-    for raw in reader:
-        line = reader.line_num
-        if len(rows) + len(errors) >= MAX_ROWS:
-            errors.append(f"line {line}: more than {MAX_ROWS} rows; split the file")
-            break
-        if None in raw:
-            errors.append(f"line {line}: more fields than the header")
-            continue
-        try:
-            row = parse_spend_row(raw, currency=currency, today=today, partners=partners)
-        except (ValueError, InvalidInput) as exc:
-            errors.append(f"line {line}: {exc}")
-            continue
-        identity = (row.day, row.channel, row.campaign, row.partner_id)
-        if identity in seen:
-            errors.append(
-                f"line {line}: duplicates line {seen[identity]} (same day, channel, "
-                "campaign and partner)"
-            )
-            continue
-        seen[identity] = line
-        rows.append(row)
+    try:
+        for raw in reader:
+            line = reader.line_num
+            if len(rows) + len(errors) >= MAX_ROWS:
+                errors.append(f"line {line}: more than {MAX_ROWS} rows; split the file")
+                break
+            if None in raw:
+                errors.append(f"line {line}: more fields than the header")
+                continue
+            try:
+                row = parse_spend_row(raw, currency=currency, today=today, partners=partners)
+            except (ValueError, InvalidInput) as exc:
+                errors.append(f"line {line}: {exc}")
+                continue
+            identity = (row.day, row.channel, row.campaign, row.partner_id)
+            if identity in seen:
+                errors.append(
+                    f"line {line}: duplicates line {seen[identity]} (same day, channel, "
+                    "campaign and partner)"
+                )
+                continue
+            seen[identity] = line
+            rows.append(row)
+    except csv.Error as exc:  # a field over the limit: the underlying reader has its line
+        errors.append(f"line {reader.reader.line_num}: {exc}")
     if not rows and not errors:
         errors.append("the file has no data rows")
     return SpendParse(tuple(rows), tuple(errors))

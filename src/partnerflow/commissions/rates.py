@@ -113,50 +113,58 @@ def parse_rates_csv(lines: Iterable[str]) -> RateImport:
     reported with their line number so an operator can fix the file; callers should refuse
     the import when `errors` is not empty (nothing half-imported)."""
     reader = csv.reader(lines)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        return RateImport((), (RowError(1, str(exc)),))
     if header is None or tuple(h.strip().lower() for h in header) != RATE_COLUMNS:
         return RateImport((), (RowError(1, f"header must be {','.join(RATE_COLUMNS)}"),))
     rates: list[Rate] = []
     errors: list[RowError] = []
     seen: set[tuple[str, str, date]] = set()
-    for line_no, row in enumerate(reader, start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != len(RATE_COLUMNS):
-            errors.append(RowError(line_no, f"expected 4 columns, got {len(row)}"))
-            continue
-        raw_day, raw_src, raw_dst, raw_rate = (c.strip() for c in row)
-        try:
-            day = date.fromisoformat(raw_day)
-        except ValueError:
-            errors.append(RowError(line_no, f"date {raw_day[:20]!r} is not YYYY-MM-DD"))
-            continue
-        try:
-            src, dst = check_currency(raw_src), check_currency(raw_dst)
-        except InvalidInput as exc:
-            errors.append(RowError(line_no, exc.message))
-            continue
-        if src == dst:
-            errors.append(RowError(line_no, "from and to are the same currency"))
-            continue
-        try:
-            rate = Decimal(raw_rate)
-        except InvalidOperation:
-            errors.append(RowError(line_no, f"rate {raw_rate[:20]!r} is not a number"))
-            continue
-        if not rate.is_finite() or rate <= 0:
-            errors.append(RowError(line_no, "rate must be a positive number"))
-            continue
-        if rate > MAX_RATE:
-            errors.append(RowError(line_no, f"rate must be at most {MAX_RATE}"))
-            continue
-        exponent = rate.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > MAX_RATE_DECIMALS:
-            errors.append(RowError(line_no, f"rate has more than {MAX_RATE_DECIMALS} decimals"))
-            continue
-        if (src, dst, day) in seen:
-            errors.append(RowError(line_no, f"duplicate {src}->{dst} rate for {day.isoformat()}"))
-            continue
-        seen.add((src, dst, day))
-        rates.append(Rate(src, dst, rate, day))
+    try:
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(RATE_COLUMNS):
+                errors.append(RowError(line_no, f"expected 4 columns, got {len(row)}"))
+                continue
+            raw_day, raw_src, raw_dst, raw_rate = (c.strip() for c in row)
+            try:
+                day = date.fromisoformat(raw_day)
+            except ValueError:
+                errors.append(RowError(line_no, f"date {raw_day[:20]!r} is not YYYY-MM-DD"))
+                continue
+            try:
+                src, dst = check_currency(raw_src), check_currency(raw_dst)
+            except InvalidInput as exc:
+                errors.append(RowError(line_no, exc.message))
+                continue
+            if src == dst:
+                errors.append(RowError(line_no, "from and to are the same currency"))
+                continue
+            try:
+                rate = Decimal(raw_rate)
+            except InvalidOperation:
+                errors.append(RowError(line_no, f"rate {raw_rate[:20]!r} is not a number"))
+                continue
+            if not rate.is_finite() or rate <= 0:
+                errors.append(RowError(line_no, "rate must be a positive number"))
+                continue
+            if rate > MAX_RATE:
+                errors.append(RowError(line_no, f"rate must be at most {MAX_RATE}"))
+                continue
+            exponent = rate.as_tuple().exponent
+            if isinstance(exponent, int) and -exponent > MAX_RATE_DECIMALS:
+                errors.append(RowError(line_no, f"rate has more than {MAX_RATE_DECIMALS} decimals"))
+                continue
+            if (src, dst, day) in seen:
+                errors.append(
+                    RowError(line_no, f"duplicate {src}->{dst} rate for {day.isoformat()}")
+                )
+                continue
+            seen.add((src, dst, day))
+            rates.append(Rate(src, dst, rate, day))
+    except csv.Error as exc:
+        errors.append(RowError(reader.line_num, str(exc)))
     return RateImport(tuple(rates), tuple(errors))

@@ -256,6 +256,20 @@ def test_a_plan_with_a_lone_surrogate_or_a_huge_version_is_refused_and_not_store
     assert api.client.get(f"{url}/revisions", headers=api.reader).status_code == 200
 
 
+def test_rate_and_spend_csv_imports_with_a_huge_field_are_refused_not_a_500(api: Api) -> None:
+    big = b"x" * 200_000  # over the csv module's 128 KiB field limit
+    for url, header in (
+        (f"{V1}/imports/exchange-rates", b"date,from,to,rate\n"),
+        (f"{V1}/imports/ad-spend?program_id=1", b"day,channel,campaign,partner,amount\n"),
+    ):
+        for body in (big + b"\n", header + b"2026-03-01," + big + b",a,,1\n"):
+            refused = api.client.post(url, content=body, headers=api.admin)
+            assert refused.status_code == 422, (url, refused.text)
+            assert "field larger than field limit" in refused.json()["reason"]
+    assert rows(api, t.exchange_rates) == 0
+    assert rows(api, t.ad_spend) == 0
+
+
 def test_absurd_exchange_rates_are_refused_and_huge_converted_orders_do_not_crash(
     api: Api,
 ) -> None:

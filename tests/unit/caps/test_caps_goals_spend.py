@@ -71,6 +71,18 @@ def test_spend_csv_reports_every_bad_row_and_imports_none() -> None:
     )
 
 
+def test_spend_csv_with_a_field_over_the_csv_limit_is_a_row_error_not_a_crash() -> None:
+    big = "x" * 200_000  # the csv module refuses fields over 128 KiB with csv.Error
+    header = "day,channel,campaign,partner,amount\n"
+    row = parse_spend_csv(
+        f"{header}2026-03-01,{big},spring,,1\n", currency="EUR", today=TODAY, partners=PARTNERS
+    )
+    assert row.rows == ()
+    assert row.errors == ("line 2: field larger than field limit (131072)",)
+    head = parse_spend_csv(f"{big}\n", currency="EUR", today=TODAY, partners=PARTNERS)
+    assert head.errors == ("line 1: field larger than field limit (131072)",)
+
+
 def test_spend_csv_parses_good_rows() -> None:
     text = "day,channel,campaign,partner,amount,currency\n2026-03-01,Meta,b2b,,99.9,eur\n"
     parsed = parse_spend_csv(text, currency="EUR", today=TODAY, partners=PARTNERS)

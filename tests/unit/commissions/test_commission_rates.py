@@ -72,6 +72,13 @@ def test_csv_import_refuses_absurd_rates():
     assert [r.rate for r in result.rates] == [Decimal(1_000_000_000)]
 
 
+def test_csv_import_with_a_field_over_the_csv_limit_is_a_row_error_not_a_crash():
+    big = "9" * 200_000
+    result = parse_rates_csv(["date,from,to,rate", "2024-03-01,USD,EUR,0.92", f"x,{big}"])
+    assert result.errors == (RowError(3, "field larger than field limit (131072)"),)
+    assert parse_rates_csv([big]).errors == (RowError(1, "field larger than field limit (131072)"),)
+
+
 def test_csv_import_needs_the_header():
     result = parse_rates_csv(["2024-03-01,USD,EUR,0.92"])
     assert result.errors == (RowError(1, "header must be date,from,to,rate"),)
