@@ -8,7 +8,7 @@ import csv
 import io
 import secrets
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +16,7 @@ import typer
 
 from partnerflow.cli.runtime import handles_errors, resolve_program, services
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.money import parse_amount
 from partnerflow.storage.reports import import_program_revenue
 
 app = typer.Typer(help="Total program revenue (imported), for partners' share of revenue.")
@@ -28,6 +29,15 @@ def parse_revenue_csv(text: str, currency: str) -> list[tuple[date, str, int, in
     """Rows `day,revenue[,orders][,source][,currency]`; every bad row is reported at once
     and nothing is imported."""
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_revenue_rows(reader, currency)
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        raise InvalidInput(f"line {reader.reader.line_num}: {exc}", field="file") from None
+
+
+def _parse_revenue_rows(
+    reader: csv.DictReader[str], currency: str
+) -> list[tuple[date, str, int, int, str]]:
     fields = [f.strip().lower() for f in reader.fieldnames or []]
     missing = [c for c in COLUMNS if c not in fields]
     if missing:
@@ -42,9 +52,9 @@ def parse_revenue_csv(text: str, currency: str) -> list[tuple[date, str, int, in
         row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k}
         try:
             day = date.fromisoformat(row["day"])
-            amount = Decimal(row["revenue"])
-            if not amount.is_finite() or amount < 0:
-                raise ValueError("revenue must be a number >= 0")
+            # Exact: non-negative, at most 6 decimals (stored as micro-units, so a longer
+            # fraction would be cut off) and at most 1e9 (a 64-bit column).
+            amount = parse_amount(row["revenue"], field="revenue")
             orders = int(row.get("orders") or 0)
             if orders < 0:
                 raise ValueError("orders must be >= 0")
@@ -60,6 +70,8 @@ def parse_revenue_csv(text: str, currency: str) -> list[tuple[date, str, int, in
             out.append((day, source, int(amount * 1_000_000), orders, currency))
         except (ValueError, InvalidOperation, KeyError) as exc:
             errors.append(f"line {n}: {exc}")
+        except InvalidInput as exc:
+            errors.append(f"line {n}: {exc.message}")
         if len(out) > MAX_ROWS:
             raise InvalidInput(f"more than {MAX_ROWS} rows", field="file")
     if errors:

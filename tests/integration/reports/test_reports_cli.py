@@ -174,6 +174,20 @@ def test_revenue_import_then_partners_share(
     assert "line 2" in result.stderr and "line 3" in result.stderr
     with services.engine.connect() as conn:
         assert conn.execute(t.program_revenue.select()).all() == []
+    # More than 6 decimals used to be cut off silently (10.0000009 stored as 10), 1e30 and a
+    # field over the csv module's limit ended in a traceback: each is a line error now.
+    bad.write_text("day,revenue\n2026-03-10,10.0000009\n2026-03-11,1e30\n", encoding="utf-8")
+    result = cli("revenue", "import", str(bad))
+    assert result.exit_code == 2
+    said = " ".join(result.stderr.split())  # the console wraps long lines
+    assert "line 2: revenue has more than 6 decimal places" in said
+    assert "line 3: revenue is out of range" in said
+    bad.write_text(f"day,revenue\n2026-03-12,x{'9' * 200_000}\n", encoding="utf-8")
+    result = cli("revenue", "import", str(bad))
+    assert result.exit_code == 2
+    assert "line 2: field larger than field limit" in result.stderr
+    with services.engine.connect() as conn:
+        assert conn.execute(t.program_revenue.select()).all() == []
     good = tmp_path / "revenue.csv"
     good.write_text("day,revenue,orders\n2026-03-10,720.00,12\n", encoding="utf-8")
     assert ok(cli("revenue", "import", str(good))).strip() == "imported 1 revenue days into acme"
