@@ -94,6 +94,7 @@ from partnerflow.tracking.conversions import (
 )
 from partnerflow.tracking.model import AttributedBy, Conversion, ConversionStatus
 from partnerflow.tracking.postbacks import (
+    NO_PROGRAM,
     Postback,
     PostbackKind,
     Reversal,
@@ -740,7 +741,7 @@ class EventWriter:
         row = cur.fetchone()
         label = "click" if by is AttributedBy.CLICK_ID else "cookie click"
         if row is None:
-            return Touch(by, -1, 0, 0, label=f"{label} {click_id} not found")
+            return Touch(by, NO_PROGRAM, 0, 0, label=f"{label} {click_id} not found")
         at = _as_utc(row[3])
         self._clicks[click_id] = _ClickRow(
             ClickEvidence(at, row[4], row[5]),
@@ -783,7 +784,7 @@ class EventWriter:
         )
         row = cur.fetchone()
         if row is None:
-            return Touch(AttributedBy.COUPON, -1, 0, 0, label=f"coupon {code} unknown")
+            return Touch(AttributedBy.COUPON, NO_PROGRAM, 0, 0, label=f"coupon {code} unknown")
         return Touch(AttributedBy.COUPON, program_id, row[0], row[1], label=f"coupon {code}")
 
     def _convert(self, cur: Any, pb: Postback, program: ProgramInfo) -> ConversionOutcome:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Final
 
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
@@ -148,6 +148,11 @@ class Touch:
     label: str = ""
 
 
+# The program of a touch that matched nothing (an unknown click id or coupon): never used,
+# and its label alone says why ("click X not found").
+NO_PROGRAM: Final = -1
+
+
 @dataclass(frozen=True, slots=True)
 class Attribution:
     touch: Touch | None
@@ -174,7 +179,8 @@ def attribute(
         if touch is None:
             continue
         if touch.program_id != program_id:
-            notes.append(f"{touch.label} belongs to another program")
+            unmatched = touch.program_id == NO_PROGRAM
+            notes.append(touch.label if unmatched else f"{touch.label} belongs to another program")
             continue
         clicked = touch.by in {AttributedBy.CLICK_ID, AttributedBy.COOKIE}
         if clicked and touch.at is not None and now - touch.at > window:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from partnerflow.core.errors import Forbidden, InvalidInput, PartnerflowError
 from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.postbacks import (
+    NO_PROGRAM,
     PostbackKind,
     Touch,
     attribute,
@@ -96,6 +97,15 @@ def test_stale_click_falls_through_to_coupon() -> None:
 def test_other_programs_click_is_not_used() -> None:
     found = attribute(1, 30, NOW, [touch(AttributedBy.CLICK_ID, program=2)])
     assert found.touch is None
+    assert found.notes == ("click_id belongs to another program", "not attributed to a partner")
+
+
+def test_an_unknown_click_is_noted_as_not_found_only() -> None:
+    unknown = Touch(AttributedBy.CLICK_ID, NO_PROGRAM, 0, 0, label="click X not found")
+    coupon = Touch(AttributedBy.COUPON, 1, 3, 9, label="coupon C")
+    found = attribute(1, 30, NOW, [unknown, coupon])
+    assert found.touch == coupon
+    assert found.notes == ("click X not found", "coupon C")
 
 
 def test_partial_refund_reverses_pro_rata_half_up() -> None:
