@@ -148,7 +148,12 @@ class PartnerflowApp:
                 forwarded = raw.decode("latin-1")
         client = scope.get("client")
         call = self.tracker.impression(
-            scope["path"][3:], ua, client[0] if client else None, forwarded, scope["query_string"]
+            scope["path"][3:],
+            ua,
+            client[0] if client else None,
+            forwarded,
+            scope["query_string"],
+            head=scope["method"] == "HEAD",
         )
         await send_reply(send, await guarded(call, scope["method"], scope["path"]))
 

@@ -194,7 +194,7 @@ class Dispatcher:
                 return _ready(wrong_method(req.method, path))
             return tracker.impression(
                 path[3:], headers.get("user-agent"), peer, headers.get("x-forwarded-for"),
-                req.query,
+                req.query, head=req.method == "HEAD",
             )  # fmt: skip
         if path == "/pf.js":
             return _ready(tracker.script())

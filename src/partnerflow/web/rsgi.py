@@ -133,7 +133,7 @@ class TrackerRSGI:
             headers = scope.headers
             call = self.tracker.impression(
                 path[3:], headers.get("user-agent"), peer_ip(scope.client),
-                headers.get("x-forwarded-for"), scope.query_string,
+                headers.get("x-forwarded-for"), scope.query_string, head=scope.method == "HEAD",
             )  # fmt: skip
             return await guarded(call, scope.method, path)
         if path == "/pf.js":

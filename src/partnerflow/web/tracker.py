@@ -626,12 +626,16 @@ class Tracker:
         return (302, headers, b""), row
 
     # -- impressions and the JS snippet ----------------------------------------------------
-    async def impression(self, code: str, ua: str | None, peer: str | None, forwarded: str | None
-                         = None, query: bytes | str = b"") -> Reply:  # fmt: skip
+    async def impression(
+        self, code: str, ua: str | None, peer: str | None, forwarded: str | None = None,
+        query: bytes | str = b"", *, head: bool = False,
+    ) -> Reply:  # fmt: skip
+        """The pixel of a link; `head` (a HEAD request: a link checker, not a view) answers
+        the same headers and records nothing."""
         target = await self._link(code)
         if target is None:
             raise NotFound("unknown tracking link", field="code")
-        if target.redirects:
+        if target.redirects and not head:
             agent = _agent(ua)
             ip = self.proxies.client(peer, forwarded) if self.proxies else peer
             await self.writer.write_impression(
@@ -655,7 +659,7 @@ class Tracker:
             if body:
                 ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
                 params.update(_body_params(body, ctype))
-        elif req.method not in ("GET", "HEAD"):
+        elif req.method != "GET":  # HEAD too: it must not record a conversion
             raise MethodNotAllowed("use GET or POST")
         return params
 
@@ -688,7 +692,8 @@ class Tracker:
             cookie_click = None
         pb = parse_postback(params, cookie_click_id=cookie_click)
         program = await self._program(pb.token)
-        await self.writer.record(pb, program)
+        if req.method != "HEAD":  # HEAD: checked like a GET, but it records nothing
+            await self.writer.record(pb, program)
         return 200, GIF_HEADERS, PIXEL_GIF
 
     def health(self) -> Reply:

@@ -339,6 +339,28 @@ async def test_head_on_a_link_shows_where_it_leads_and_records_nothing(
     assert count(services, t.clicks) == 1
 
 
+async def test_head_on_pixels_and_postbacks_records_nothing(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    """HEAD is what link checkers and monitors send: the impression and conversion pixels
+    answer their headers (404/403 as a GET would) without recording; postbacks take GET or
+    POST only."""
+    token = world.program.postback_token
+    impression = await tracker_client.head("/i/ann-shop", headers={"user-agent": UA})
+    assert impression.status_code == 200
+    assert impression.headers["content-type"] == "image/gif"
+    assert (await tracker_client.head("/i/no-such-link")).status_code == 404
+    pixel = await tracker_client.head(f"/px?token={token}&order_id=H-1&amount=5")
+    assert pixel.status_code == 200
+    assert (await tracker_client.head("/px?token=wrong&order_id=H-1&amount=5")).status_code == 403
+    postback = await tracker_client.head(f"/postback?token={token}&order_id=H-2&amount=5")
+    assert postback.status_code == 405
+    assert count(services, t.impressions) == 0
+    assert count(services, t.conversions) == 0
+    assert (await tracker_client.get("/i/ann-shop", headers={"user-agent": UA})).status_code == 200
+    assert count(services, t.impressions) == 1  # a GET still is a view
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
 async def test_other_methods_on_links_and_pixels_are_405_and_record_nothing(
     services: Services, world: World, tracker_client: httpx.AsyncClient, method: str
