@@ -240,7 +240,7 @@ def safe_deep_link(url: str, allowed: tuple[str, ...]) -> str:
     if not netloc or "@" in netloc or "%" in netloc:
         raise InvalidInput("url must name a host, without user info", field="url")
     host, colon, port = netloc.partition(":")
-    if colon and not _PORT_RE.match(port):
+    if colon and not (_PORT_RE.match(port) and 0 < int(port) < 65536):
         raise InvalidInput("url has a malformed port", field="url")
     if not _HOST_RE.match(host):
         raise InvalidInput("url host must be a lower-case ASCII domain name", field="url")

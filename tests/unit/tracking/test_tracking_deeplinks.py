@@ -58,6 +58,8 @@ def test_allowed_deep_links_pass_unchanged(url: str) -> None:
         "https://127.0.0.1/",
         "https://0x7f.1/",
         "https://shop.example.com:99999999/",
+        "https://shop.example.com:99999/",  # five digits, but past 65535
+        "https://shop.example.com:0/",
         "https://[::1]/",
         "",
         "https://" + "a" * 3000 + ".shop.example.com/",
