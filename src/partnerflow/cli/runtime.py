@@ -3,6 +3,7 @@ reporting (a clear message on stderr and a non-zero exit), JSON and table output
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -80,6 +81,8 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
         except PartnerflowError as exc:
             where = f" ({exc.field})" if exc.field else ""
             return fail(f"{exc.message}{where}", EXIT_INVALID)
+        except csv.Error as exc:  # a CSV the module cannot read (a field over 128 KiB, a NUL)
+            return fail(f"the CSV could not be read: {exc}", EXIT_INVALID)
 
     return wrapper
 

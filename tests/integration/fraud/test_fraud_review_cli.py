@@ -187,6 +187,11 @@ def test_screening_import_refuses_bad_rows_and_writes_nothing(
     result = cli("partners", "screening-import", str(unknown))
     assert result.exit_code == 3
     assert "partner 999 not found" in result.stderr
+    huge = tmp_path / "huge.csv"
+    huge.write_text(f"partner_id,review_rating\n{world.partner.id},{'4' * 200_000}\n")
+    result = cli("partners", "screening-import", str(huge))
+    assert result.exit_code == 2
+    assert "the CSV could not be read: field larger than field limit" in result.stderr
     with services.engine.connect() as conn:
         count = conn.execute(select(func.count()).select_from(t.partner_screening_data))
         assert count.scalar_one() == 0
