@@ -583,6 +583,8 @@ def parse_plan_json(text: str, known_offers: Collection[int] | None = None) -> P
         data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"plan is not valid JSON: {exc}", field="plan") from None
+    except (RecursionError, ArithmeticError):  # nesting too deep; a number Decimal can't hold
+        raise InvalidInput("plan is not valid JSON", field="plan") from None
     return parse_plan(data, known_offers)
 
 

@@ -113,6 +113,8 @@ def decode_plan_text(text: str, fmt: str) -> dict[str, Any]:
             data = json.loads(text, parse_float=Decimal)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"plan is not valid JSON: {exc}", field="plan") from None
+        except (RecursionError, ArithmeticError):  # nesting too deep; a number Decimal can't hold
+            raise InvalidInput("plan is not valid JSON", field="plan") from None
     else:
         raise InvalidInput("plan format must be toml or json", field="format")
     if not isinstance(data, dict):

@@ -19,6 +19,7 @@ from partnerflow.commissions.plans import (
     plan_version_at,
 )
 from partnerflow.commissions.rules import commission_for
+from partnerflow.commissions.services import decode_plan_text
 from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.money import Money
 
@@ -278,6 +279,23 @@ def test_json_plans_keep_decimals_exact():
     version = parse_plan_json(text).versions[0]
     ctx = ConversionContext("sale", AT, 1, Money.of("100", "USD"))
     assert compute(version, ctx).amount == Money.of("12.10", "USD")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id": "j", "currency": "USD", "versions": 1e-9999999999999999999999}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"id": "j"',
+    ],
+)
+def test_unreadable_json_plans_are_invalid_input(text: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse_plan_json(text)
+    assert exc.value.field == "plan"
+    with pytest.raises(InvalidInput) as decoded:
+        decode_plan_text(text, "json")
+    assert decoded.value.field == "plan"
 
 
 def test_simple_rules_plans_run_through_the_engine_with_identical_results():
