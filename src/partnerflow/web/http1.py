@@ -76,7 +76,7 @@ REASONS = {
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
     413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content",
     429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 503: "Service Unavailable",
+    500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }  # fmt: skip
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n" for code, reason in REASONS.items()}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -128,6 +128,7 @@ TOO_LARGE_BODY = _refusal(413, "payload_too_large", f"request body larger than {
 BAD_REQUEST = _refusal(400, "bad_request", "malformed HTTP request")
 TIMED_OUT = _refusal(408, "request_timeout", f"request not received within {REQUEST_TIMEOUT} s")
 UNAVAILABLE = _refusal(503, "shutting_down", "this tracker is shutting down; retry")
+WRONG_VERSION = _refusal(505, "http_version_not_supported", "this server speaks HTTP/1.1 and 1.0")
 
 
 class Request:
@@ -413,11 +414,14 @@ class _Connection(asyncio.Protocol):
         if "%" in path:
             path = unquote(path, errors="replace")
         body = b"".join(self._body) if self._body else b""
-        method = self.parser.get_method().decode("latin-1")
         parser = self.parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":  # "2.0" over HTTP/1 framing; 0.9's bare line
+            raise _Refused(WRONG_VERSION)
+        method = parser.get_method().decode("latin-1")
         req = Request(
             method, path, query, self._headers, body, parser.should_keep_alive(),
-            parser.get_http_version() == "1.0",
+            version == "1.0",
         )  # fmt: skip
         self.queue.append(req)
         if len(self.queue) >= MAX_PIPELINE:

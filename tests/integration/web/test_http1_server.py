@@ -678,6 +678,23 @@ async def test_a_slow_answer_is_not_cut_by_the_request_or_idle_timeout(
 # -- malformed input ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "data",
+    [b"GET /c/ann-shop HTTP/2.0\r\nHost: x\r\n\r\n", b"GET /c/ann-shop\r\n\r\n"],
+    ids=["http/2.0 request line", "http/0.9 request line"],
+)
+async def test_other_http_versions_get_505_and_close_and_record_nothing(
+    services: Services, running: Running, data: bytes
+) -> None:
+    reader, writer = await running.connect()
+    writer.write(data)
+    response = await read_response(reader)
+    assert_refusal(response, 505, "http_version_not_supported")
+    await assert_closed(reader)
+    await health(running)
+    assert count(services, t.clicks) == 0
+
+
+@pytest.mark.parametrize(
+    "data",
     [
         b"GARBAGE\r\n\r\n",
         b"GET / HTTP/9.9\r\n\r\n",
