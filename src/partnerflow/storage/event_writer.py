@@ -1121,18 +1121,24 @@ class EventWriter:
             )
         cur.execute(
             sql(
-                "SELECT kind, bucket, amount_micros FROM commission_entries WHERE conversion_id = ?"
+                "SELECT kind, bucket, amount_micros, currency FROM commission_entries"
+                " WHERE conversion_id = ?"
             ),
             (conv_id,),
         )
         commission = 0
         net: dict[str, int] = defaultdict(int)
-        for kind, bucket, micros in cur.fetchall():
+        # The commission is booked in the program's currency (an order in another currency
+        # is converted when priced): its reversal is taken back in that currency too, not
+        # in the order's, or the ledger would net EUR commissions against USD reversals.
+        ledger_currency = currency
+        for kind, bucket, micros, entry_currency in cur.fetchall():
             net[bucket] += micros
             if kind == "commission":
                 commission += micros
+                ledger_currency = entry_currency
         reversal = reversal_for(
-            order_micros, refunded, refund_micros, commission, net, MINOR_UNITS[currency]
+            order_micros, refunded, refund_micros, commission, net, MINOR_UNITS[ledger_currency]
         )
         now = self.clock.now()
         # Fixed-point: str() of a normalized 10 is "1E+1", which went into the ledger reason.
@@ -1145,7 +1151,7 @@ class EventWriter:
             self._ledger(
                 cur, now, program.id, partner_id, conv_id,
                 [("reversal", bucket, micros) for bucket, micros in reversal.entries],
-                currency, reason, txn_id, txn_key=txn_key,
+                ledger_currency, reason, txn_id, txn_key=txn_key,
             )  # fmt: skip
         new_status = ConversionStatus.REVERSED.value if reversal.fully_refunded else status
         self._wrote = True
@@ -1174,6 +1180,7 @@ class EventWriter:
             reversed_micros,
             reason,
             txn_key,
+            ledger_currency,
         )
         return ConversionOutcome(
             kind=pb.kind.value,
@@ -1183,8 +1190,8 @@ class EventWriter:
             status=new_status,
             attributed_by=attributed_by,
             partner_id=partner_id,
-            amount=str(Money.from_micros(reversed_micros, currency).rounded().amount),
-            currency=currency,
+            amount=str(Money.from_micros(reversed_micros, ledger_currency).rounded().amount),
+            currency=ledger_currency,
             explanation=reason,
         )
 
@@ -1201,9 +1208,11 @@ class EventWriter:
         reversed_micros: int,
         reason: str,
         txn_key: str,
+        ledger_currency: str,
     ) -> None:
-        """`conversion.reversed` (and `commission.reversed` when money was taken back), the
-        same payloads as `commissions.services.reverse_conversion` publishes."""
+        """`conversion.reversed` (and `commission.reversed` when money was taken back, in
+        the commission's currency), the same payloads as
+        `commissions.services.reverse_conversion` publishes."""
         conv_id, order_micros, currency, _, partner_id, _, attributed_by = row[:7]
         offer_id, event_type, click_id, coupon_code, customer_id, created_at = row[7:13]
         conversion = {
@@ -1213,7 +1222,7 @@ class EventWriter:
             "attributed_by": attributed_by, "click_id": click_id, "coupon_code": coupon_code,
             "customer_id": customer_id, "created_at": _as_utc(created_at).isoformat(),
         }  # fmt: skip
-        taken_back = _money(reversed_micros, currency) if reversal.entries else None
+        taken_back = _money(reversed_micros, ledger_currency) if reversal.entries else None
         events: list[tuple[str, dict[str, Any], int, int | None]] = []
         if taken_back is not None and partner_id is not None:
             events.append((COMMISSION_REVERSED, {"commission": {

@@ -238,6 +238,29 @@ async def test_an_order_in_another_currency_is_converted_with_the_stored_rate(
     assert day == "2026-03-01"
 
 
+async def test_a_refund_of_an_order_in_another_currency_reverses_in_the_commission_currency(
+    services: Services, world: World, tracker: Tracker
+) -> None:
+    # The commission of a USD order in a EUR program is booked in EUR; a refund postback
+    # once booked its reversal in USD (the order's currency), so the partner kept the EUR
+    # commission and owed a USD one, and reports (program currency) never netted it.
+    import_rates(SqlMoneyUnitOfWork(services.engine, services.clock), services.clock,
+                 ["date,from,to,rate", "2026-03-01,USD,EUR,0.9"])  # fmt: skip
+    tracker.refresh()
+    token = world.program.postback_token
+    await tracker.postback(token=token, order_id="U-3", amount="100", currency="USD",
+                           click_id=await tracker.click_id())  # fmt: skip
+    partial = await tracker.postback(token=token, order_id="U-3", event="refund", amount="50")
+    assert (partial["reversed"], partial["currency"]) == ("4.50", "EUR")
+    await tracker.postback(token=token, order_id="U-3", event="refund")
+    ce = t.commission_entries.c
+    assert rows(services, select(ce.kind, ce.amount_micros, ce.currency).order_by(ce.id)) == [
+        ("commission", 9_000_000, "EUR"),
+        ("reversal", -4_500_000, "EUR"),
+        ("reversal", -4_500_000, "EUR"),
+    ]
+
+
 async def test_without_a_rate_nothing_is_booked_and_the_missing_rate_is_named(
     services: Services, world: World, tracker: Tracker
 ) -> None:
