@@ -101,11 +101,12 @@ _TABLES: dict[str, tuple[tuple[str, str], str]] = {
             ("currency", "VARCHAR"),
             ("amount_micros", "BIGINT"),
             ("creative_id", "INTEGER"),
+            ("refunded_micros", "BIGINT"),
         ),  # type: ignore[dict-item]
         "SELECT v.id, {vts}, v.program_id, v.partner_id, COALESCE(v.offer_id, 0),"
         " COALESCE(c.link_id, 0), c.country, c.device, c.referrer, v.coupon_code,"
         f" v.attributed_by, {_SUBS}, v.event_type, v.status, v.currency, v.amount_micros,"
-        " COALESCE(c.creative_id, 0)"
+        " COALESCE(c.creative_id, 0), v.refunded_micros"
         " FROM conversions v LEFT JOIN clicks c ON c.id = v.click_id"
         " WHERE v.program_id = {pid} AND v.created_at >= {start} AND v.created_at < {end}"
         " AND v.partner_id IS NOT NULL AND v.status <> 'rejected'",
@@ -203,7 +204,7 @@ class DuckDBEvents:
         grain.add_conversions(
             self.sql(
                 f"SELECT {dims}, v.event_type, v.status, v.currency, COUNT(*),"
-                " SUM(v.amount_micros) FROM conversions v GROUP BY ALL"
+                " SUM(v.amount_micros - v.refunded_micros) FROM conversions v GROUP BY ALL"
             )
         )
         grain.add_ledger(

@@ -95,7 +95,8 @@ def _sum_if(condition: ColumnElement[bool], value: Any = 1) -> ColumnElement[Any
 def report_sums(conn: Connection, q: ReportQuery) -> list[GroupSums]:
     """Per-group sums for the query, ordered by key. Clicks flagged as bots are left out;
     conversions count only when attributed to a partner and not rejected; revenue excludes
-    refunded (reversed) conversions; money is summed in the program's currency only."""
+    refunded (reversed) conversions and is net of partial refunds; money is summed in the
+    program's currency only."""
     start, end = local_day_bounds(q.first_day, q.last_day, q.timezone)
     c, v, e = t.clicks, t.conversions, t.commission_entries
 
@@ -143,7 +144,9 @@ def report_sums(conn: Connection, q: ReportQuery) -> list[GroupSums]:
             conv_key,
             func.count().label("conversions"),
             _sum_if(v.c.status == "reversed").label("refunds"),
-            _sum_if(in_currency & not_refunded, v.c.amount_micros).label("revenue"),
+            _sum_if(in_currency & not_refunded, v.c.amount_micros - v.c.refunded_micros).label(
+                "revenue"
+            ),
         )
         .select_from(conversions)
         .where(*conv_where)

@@ -11,7 +11,8 @@ all events at once — the property the rollup job relies on and the tests check
 Counting conventions (the same as `storage.reports.report_sums`): bot clicks are counted
 apart (`bot_clicks`) and never in `clicks`; conversions count when attributed to a partner
 and not rejected; refunds are conversions in status `reversed`; revenue is the amount of
-counted, non-refunded conversions in the program's currency; commission is the net of the
+counted, non-refunded conversions in the program's currency, net of partial refunds
+(`amount_micros - refunded_micros`); commission is the net of the
 ledger's commission, reversal and adjustment entries in the program's currency.
 """
 
@@ -196,8 +197,8 @@ class GrainBuilder:
     def add_conversions(self, rows: Iterable[Sequence[Any]]) -> None:
         """rows: (program_id, bucket, partner_id, offer_id, link_id, country, device,
         referrer, coupon_code, attributed_by, extra, creative_id (the click's), event_type,
-        status, currency, count, sum of amount_micros) — counted (attributed, not rejected)
-        conversions only."""
+        status, currency, count, sum of amount_micros - refunded_micros) — counted
+        (attributed, not rejected) conversions only."""
         for row in rows:
             key = self._conversion_key(row)
             event_type, status, currency, n, amount = row[12:17]

@@ -230,7 +230,9 @@ def add_raw_conversions(
     kinds = [v.event_type.label("et"), v.status.label("st"), v.currency.label("cur")]
     grain.add_conversions(
         conn.execute(
-            select(*labelled, *kinds, func.count(), func.sum(v.amount_micros))
+            # Revenue is net of partial refunds, as the commission is net of their
+            # pro-rata reversals (a fully refunded order counts no revenue at all).
+            select(*labelled, *kinds, func.count(), func.sum(v.amount_micros - v.refunded_micros))
             .select_from(joined)
             .where(*counted)
             .group_by(*labelled, *kinds)

@@ -25,6 +25,7 @@ from partnerflow.analytics.reports import (
 from partnerflow.bootstrap import Services
 from partnerflow.storage import tables as t
 from partnerflow.storage.duckdb_events import DuckDBEvents
+from partnerflow.storage.reports import Dimension, ReportQuery, report_sums
 from partnerflow.storage.rollup_grain import NO_FILTERS, Filters, ProgramFacts
 from partnerflow.storage.rollups import (
     builder,
@@ -214,6 +215,52 @@ def test_refund_after_a_fold_shows_up_at_the_next_fold(
     assert (
         ann == measures(services, world["program"], "partner", D, D, engine="raw")[world["ann"].id]
     )
+
+
+def test_a_partial_refund_lowers_revenue_as_it_lowers_commission(
+    services: Services, world: dict[str, Any]
+) -> None:
+    # 20.00 of Ann's 50.00 order is refunded: the order stays counted (status unchanged),
+    # 2.00 of its 5.00 commission is reversed pro rata, and its revenue is the 30.00 kept.
+    # Revenue once stayed gross (50.00) while commission was net, inflating ROAS, AOV and
+    # profit; the REST API's report_sums did the same.
+    fold(services)
+    with services.engine.begin() as conn:
+        conn.execute(
+            update(t.conversions)
+            .where(t.conversions.c.id == world["refunded"])
+            .values(refunded_micros=20_000_000)
+        )
+        add_entry(
+            conn,
+            world["ann_link"],
+            world["refunded"],
+            "reversal",
+            "-2.00",
+            datetime(2029, 12, 31, 23, 59, tzinfo=UTC),
+        )
+    fold(services)
+    program = world["program"]
+    ann_id = world["ann"].id
+    for engine in ("rollup", "raw", "duckdb"):
+        ann = measures(services, program, "partner", D, D, engine=engine)[ann_id]
+        assert (ann["refunds"], ann["orders"], ann["revenue_micros"]) == (
+            0,
+            3,
+            160_000_000,
+        ), engine
+        assert ann["commission_micros"] == 16_000_000, engine
+    row = next(r for r in report(services, program, "partner", D, D).rows if r.key == str(ann_id))
+    assert (row.revenue, row.aov, row.roas) == (
+        Decimal(160),
+        Decimal("53.3333"),
+        Decimal("10.000000"),
+    )
+    with services.engine.connect() as conn:
+        api = report_sums(
+            conn, ReportQuery(program.id, "EUR", program.timezone, Dimension.PARTNER, D, D)
+        )
+    assert next(g for g in api if g.key == ann_id).revenue == Decimal(160)
 
 
 def test_clicks_not_yet_folded_are_read_from_the_tail(
