@@ -235,7 +235,7 @@ def test_upgrading_to_0010_refolds_the_rollups_and_keeps_reports_right(
                 )
             )
             conn.execute(t.rollup_marks.insert().values(name="clicks", value="zzzz", updated_at=at))
-        upgrade(engine)  # heads: 0010 merges 0008 and 0009
+        upgrade(engine, "0010")  # merges 0008 and 0009
         with engine.connect() as conn:
             heads = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
             assert "0010" in heads and not heads & {"0008", "0009"}
@@ -255,5 +255,25 @@ def test_upgrading_to_0010_refolds_the_rollups_and_keeps_reports_right(
         assert "creative_id" not in {c["name"] for c in inspect(engine).get_columns("clicks")}
         upgrade(engine)
         assert "creative_id" in {c["name"] for c in inspect(engine).get_columns("impressions")}
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_to_0011_makes_the_next_fold_recompute_every_conversion_day(
+    database_url: str,
+) -> None:
+    """0011 (net revenue) deletes the conversions' mark, and only it: days folded with
+    gross revenue are recomputed by the next fold."""
+    engine = make_test_engine(database_url)
+    try:
+        upgrade(engine, "0010")
+        at = utc(2026, 3, 10, 9)
+        with engine.begin() as conn:
+            for name in ("clicks", "conversions"):
+                conn.execute(t.rollup_marks.insert().values(name=name, value="x", updated_at=at))
+        upgrade(engine)
+        with engine.connect() as conn:
+            marks = set(conn.execute(select(t.rollup_marks.c.name)).scalars())
+        assert marks == {"clicks"}
     finally:
         engine.dispose()
