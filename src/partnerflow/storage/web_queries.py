@@ -521,7 +521,7 @@ def _summarise(
     revenue = MoneySums()
     conversions = 0
     for row in conn.execute(
-        select(*conv_key, func.count(), func.sum(v.c.amount_micros))
+        select(*conv_key, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
         .where(*_conversions_where(scope, period))
         .group_by(*conv_key)
     ):
@@ -646,7 +646,7 @@ def partner_metrics(
             out[pid].clicks = found.clicks
             out[pid].unique_clicks = found.unique_clicks
     for pid, count, micros in conn.execute(
-        select(v.c.partner_id, func.count(), func.sum(v.c.amount_micros))
+        select(v.c.partner_id, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
         .where(
             *_conversions_where(scope, period),
             v.c.partner_id.in_(ids),
@@ -703,10 +703,10 @@ def top_partners(
     """Partners ranked by attributed revenue in the period, then by commission."""
     v, p = t.conversions, t.partners
     ranked = conn.execute(
-        select(v.c.partner_id, func.sum(v.c.amount_micros).label("revenue"))
+        select(v.c.partner_id, func.sum(v.c.amount_micros - v.c.refunded_micros).label("revenue"))
         .where(*_conversions_where(scope, period), v.c.currency == scope.currency)
         .group_by(v.c.partner_id)
-        .order_by(func.sum(v.c.amount_micros).desc(), v.c.partner_id)
+        .order_by(func.sum(v.c.amount_micros - v.c.refunded_micros).desc(), v.c.partner_id)
         .limit(limit)
     ).all()
     ids = [int(r.partner_id) for r in ranked]
@@ -859,7 +859,7 @@ def link_stats(
         clicks = {lid: (found.clicks, found.unique_clicks) for lid, found in seen.items()}
         joined = v.join(c, c.c.id == v.c.click_id)
         for lid, n, micros in conn.execute(
-            select(c.c.link_id, func.count(), func.sum(v.c.amount_micros))
+            select(c.c.link_id, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
             .select_from(joined)
             .where(
                 *_conversions_where(scope, period),
@@ -937,7 +937,7 @@ def coupon_stats(
             v.c.currency == scope.currency,
         ]
         for code, n, micros in conn.execute(
-            select(v.c.coupon_code, func.count(), func.sum(v.c.amount_micros))
+            select(v.c.coupon_code, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
             .where(*coupon_where)
             .group_by(v.c.coupon_code)
         ):
@@ -1199,9 +1199,9 @@ def segment_features(
                 v.c.partner_id,
                 sum_if(in_now),
                 sum_if(and_(in_now, v.c.status == "reversed")),
-                sum_if(and_(in_now, earning), v.c.amount_micros),
+                sum_if(and_(in_now, earning), v.c.amount_micros - v.c.refunded_micros),
                 sum_if(in_before),
-                sum_if(and_(in_before, earning), v.c.amount_micros),
+                sum_if(and_(in_before, earning), v.c.amount_micros - v.c.refunded_micros),
             )
             .where(
                 v.c.program_id == scope.program_id,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import pytest
 from tests.integration.web.conftest import Login
 from tests.integration.web.web_world import ADMIN, ANN, MANAGER, WebWorld
+
+from partnerflow.bootstrap import Services
+from partnerflow.commissions.services import reverse_conversion
+from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 
 pytestmark = pytest.mark.anyio
 
@@ -38,6 +44,21 @@ async def test_admin_overview_shows_kpis_for_the_last_30_days(
     assert 'id="chart-data"' in html
     # Top partners ranked by revenue: Bob (999) before Ann (230).
     assert html.index(">Bob<") < html.index(">Ann<")
+
+
+async def test_overview_revenue_is_net_of_partial_refunds(
+    login: Login, world: WebWorld, services: Services
+) -> None:
+    """Bob's 999.00 order is refunded 800.00: revenue counts the 199.00 kept (as reports
+    do, and as the commission already was), and Ann (230) now ranks before Bob."""
+    reverse_conversion(
+        SqlMoneyUnitOfWork(services.engine, services.clock), services.clock,
+        program_id=world.program.id, order_id="B-1", amount=Decimal("800.00"),
+        reason="returned", author="test",
+    )  # fmt: skip
+    html = (await (await login(ADMIN)).get("/admin")).text
+    assert '429.00<span class="unit"> EUR</span>' in html  # 100 + 50 + 80 + 199
+    assert html.index(">Ann<") < html.index(">Bob<")
 
 
 async def test_manager_sees_the_dashboard_too(login: Login, world: WebWorld) -> None:
