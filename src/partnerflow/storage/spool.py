@@ -2,7 +2,12 @@
 
 One line per event: `<crc32 as 8 hex digits> <JSON>\\n`. A process killed mid-write leaves
 at most one torn last line, which the reader skips (no newline, or a checksum mismatch);
-every line that was fsync'd before the request was acknowledged reads back intact.
+every line that was fsync'd before the request was acknowledged reads back intact. Appends
+never extend a torn line: a file opened with a torn end (left by a killed process whose
+pid this one reuses, as a restarted container's tracker does) first gets a newline, and a
+write that fails half-way is cut back off (or, failing that, ended the same way), so the
+torn bytes stay a line of their own and the next acknowledged record is not read as part
+of it.
 
 Each tracker process owns one file (`events-<pid>.spool`) and holds an exclusive `flock`
 on it; a process draining the directory takes the files whose lock it can get, so the
@@ -60,13 +65,21 @@ class Spool:
         self.directory = Path(directory)
         self.path = self.directory / (name or f"events-{os.getpid()}{SUFFIX}")
         self._fd: int | None = None
+        self._torn = False  # the file ends in a partial line
         self.pending = 0
 
     def _open(self) -> int:
         if self._fd is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+                # A torn last line (its writer was killed): the next record starts a line.
+                self._torn = bool(size) and os.pread(fd, 1, size - 1) != b"\n"
+            except BaseException:
+                os.close(fd)
+                raise
             self._fd = fd
         return self._fd
 
@@ -76,11 +89,24 @@ class Spool:
             return
         fd = self._open()
         data = b"".join(encode(r) for r in records)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        if self._torn:
+            data = b"\n" + data
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except BaseException:
+            # Not acknowledged: take back what was written (it must neither turn up as an
+            # event nobody was answered for nor glue itself to the next record).
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                self._torn = True
+            raise
+        self._torn = False
         self.pending += len(records)
 
     def read(self) -> list[dict[str, Any]]:
@@ -93,6 +119,7 @@ class Spool:
         fd = self._open()
         os.ftruncate(fd, 0)
         os.fsync(fd)
+        self._torn = False
         self.pending = 0
 
     def close(self) -> None:

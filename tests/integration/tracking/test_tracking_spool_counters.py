@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +24,46 @@ def test_spool_round_trips_and_skips_a_torn_last_line(tmp_path: Path) -> None:
         {"t": "clicks", "r": [1]},
         {"t": "clicks", "r": [2]},
     ]
+
+
+def test_a_spool_reopened_after_a_torn_write_keeps_every_later_record(tmp_path: Path) -> None:
+    # A tracker killed mid-append leaves a torn line in events-<pid>.spool; a restarted
+    # container's tracker gets the same pid, so the same file is its own spool. Appending
+    # straight after the torn bytes glued the next acknowledged record to them, and the
+    # reader skipped that whole line: an acknowledged click lost.
+    spool = Spool(tmp_path, name="events-7.spool")
+    spool.append([{"t": "clicks", "r": [1]}])
+    spool.close()
+    with (tmp_path / "events-7.spool").open("ab") as f:
+        f.write(encode({"t": "clicks", "r": [2]})[:-7])  # killed mid-write, never acknowledged
+    restarted = Spool(tmp_path, name="events-7.spool")
+    restarted.append([{"t": "clicks", "r": [3]}, {"t": "clicks", "r": [4]}])
+    restarted.append([{"t": "clicks", "r": [5]}])
+    assert restarted.read() == [{"t": "clicks", "r": [n]} for n in (1, 3, 4, 5)]
+
+
+def test_a_failed_append_is_not_acknowledged_and_does_not_swallow_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk fills half-way through a record: that batch is refused (503), and the next
+    # one, acknowledged once the disk has room again, must read back whole.
+    spool = Spool(tmp_path, name="d.spool")
+    spool.append([{"t": "clicks", "r": [1]}])
+    real_write = os.write
+    calls = []
+
+    def half_then_full(fd: int, data: Any) -> int:
+        calls.append(fd)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, bytes(data)[:20])  # part of the first record
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError):
+        spool.append([{"t": "clicks", "r": [2]}, {"t": "clicks", "r": [3]}])
+    monkeypatch.undo()
+    spool.append([{"t": "clicks", "r": [4]}])
+    assert spool.read() == [{"t": "clicks", "r": [1]}, {"t": "clicks", "r": [4]}]
 
 
 def test_spool_skips_a_line_with_a_bad_checksum(tmp_path: Path) -> None:
