@@ -137,3 +137,39 @@ async def test_the_same_postback_at_two_trackers_makes_one_conversion_and_one_re
         assert refund["duplicate"] is False
     assert redis_counter.usage([usage_key]) == {usage_key: 0}
     assert not any(redis_counter.client.exists(f"{prefix}res:{rid}") for rid in reservations)
+
+
+async def test_a_reservation_left_by_a_tracker_killed_before_its_commit_is_not_counted_twice(
+    services: Services,
+    two_trackers: tuple[World, list[httpx.AsyncClient]],
+    redis_counter: RedisCapCounter,
+) -> None:
+    # The writer reserves in Redis inside its batch and commits afterwards. A tracker
+    # SIGKILLed in between leaves the reservation in Redis and no conversion: the postback
+    # was never answered, so its sender retries, and the retry reserved again — the cap
+    # counted the order twice, and the refund gave back only one of the two.
+    world, (first, second) = two_trackers
+    token = world.program.postback_token
+    click = await first.get("/c/ann-shop", headers={"user-agent": UA})
+    click_id = click.headers["location"].split("click_id=")[1].split("&")[0]
+    params = {"token": token, "click_id": click_id, "order_id": "K-1", "amount": "50"}
+    await _postback(first, **params)
+    # What the killed tracker left: its Redis reservation, nothing committed.
+    with services.engine.begin() as conn:
+        [conversion_id] = conn.execute(select(t.conversions.c.id)).scalars()
+        conn.execute(t.outbox_events.delete())
+        ce = t.commission_entries
+        conn.execute(ce.delete().where(ce.c.conversion_id == conversion_id))
+        conn.execute(t.conversions.delete().where(t.conversions.c.id == conversion_id))
+    [cap_key] = [k.decode() for k in redis_counter.client.scan_iter(f"{redis_counter.prefix}cap:*")]
+    usage_key = cap_key.removeprefix(redis_counter.prefix)
+    assert redis_counter.usage([usage_key]) == {usage_key: 1}
+
+    retried = await _postback(second, **params)
+    assert (retried["duplicate"], retried["status"]) == (False, "pending")
+    assert redis_counter.usage([usage_key]) == {usage_key: 1}
+    refund = await _postback(first, token=token, order_id="K-1", event="refund")
+    assert refund["status"] == "reversed"
+    assert redis_counter.usage([usage_key]) == {usage_key: 0}
+    rid = cap_reservation_id(world.program.id, "K-1")
+    assert not redis_counter.client.exists(f"{redis_counter.prefix}res:{rid}")
