@@ -1122,6 +1122,15 @@ class EventWriter:
         cur.execute(sql("SELECT COUNT(*) FROM commission_entries WHERE txn_id = ?"), (txn_id,))
         already = cur.fetchone()[0] > 0
         if already or (order_micros > 0 and refunded >= order_micros):
+            if (
+                status == ConversionStatus.REVERSED.value
+                and self.cap_store.redis is not None
+                and program.id in self.lookup.snapshot.caps
+            ):
+                # Its Redis release runs after the commit: a tracker killed in between left
+                # the room taken, and the unanswered refund comes again. Releasing is
+                # idempotent (the reservation key goes with the first release).
+                self._redis_releases.append(cap_reservation_id(program.id, pb.order_id))
             outcome = self._existing(cur, program, pb.order_id, pb.kind.value)
             return ConversionOutcome(
                 **{**_fields(outcome), "explanation": "refund already recorded"}

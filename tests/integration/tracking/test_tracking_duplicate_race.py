@@ -173,3 +173,33 @@ async def test_a_reservation_left_by_a_tracker_killed_before_its_commit_is_not_c
     assert redis_counter.usage([usage_key]) == {usage_key: 0}
     rid = cap_reservation_id(world.program.id, "K-1")
     assert not redis_counter.client.exists(f"{redis_counter.prefix}res:{rid}")
+
+
+async def test_a_refund_whose_release_was_cut_off_by_a_kill_releases_when_sent_again(
+    services: Services,
+    two_trackers: tuple[World, list[httpx.AsyncClient]],
+    redis_counter: RedisCapCounter,
+) -> None:
+    # A full refund commits, then gives the reservation back in Redis. A tracker killed
+    # between the two keeps the room taken for good: the refund's sender got no answer and
+    # sends it again, which answered "duplicate" and released nothing.
+    world, (first, second) = two_trackers
+    token = world.program.postback_token
+    click = await first.get("/c/ann-shop", headers={"user-agent": UA})
+    click_id = click.headers["location"].split("click_id=")[1].split("&")[0]
+    await _postback(first, token=token, click_id=click_id, order_id="K-2", amount="50")
+    rid = cap_reservation_id(world.program.id, "K-2")
+    res_key = f"{redis_counter.prefix}res:{rid}"
+    held = redis_counter.client.get(res_key)
+    [cap_key] = [k.decode() for k in redis_counter.client.scan_iter(f"{redis_counter.prefix}cap:*")]
+    usage_key = cap_key.removeprefix(redis_counter.prefix)
+    refund = await _postback(first, token=token, order_id="K-2", event="refund")
+    assert (refund["duplicate"], refund["status"]) == (False, "reversed")
+    # What the killed tracker left: the refund committed, its Redis release never ran.
+    redis_counter.client.set(res_key, held)
+    redis_counter.client.incrby(cap_key, 1)
+
+    again = await _postback(second, token=token, order_id="K-2", event="refund")
+    assert again["duplicate"] is True
+    assert redis_counter.usage([usage_key]) == {usage_key: 0}
+    assert not redis_counter.client.exists(res_key)
