@@ -659,9 +659,10 @@ def serve(host: str, port: int, workers: int, make_tracker: TrackerFactory) -> N
     _supervise(sock, workers, make_tracker)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this worker when the supervisor dies (even by SIGKILL), so no orphan
-    keeps the port; elsewhere a no-op."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this worker when the supervisor (`parent`) dies (even by SIGKILL), so
+    no orphan keeps the port; elsewhere a no-op. A parent that died between the fork and the
+    prctl sent no signal: then the worker has been re-parented already, and stops itself."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -669,6 +670,8 @@ def _die_with_parent() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _supervise(sock: socket.socket, workers: int, make_tracker: TrackerFactory) -> None:
@@ -680,13 +683,14 @@ def _supervise(sock: socket.socket, workers: int, make_tracker: TrackerFactory) 
     def spawn(number: int) -> None:
         # Signals are blocked across the fork so a worker never runs the parent's handler.
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                _die_with_parent()
+                _die_with_parent(parent)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                 _run_worker(sock, make_tracker)
             except BaseException:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import signal
 import sqlite3
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1022,3 +1025,29 @@ async def test_mutated_and_garbage_requests_never_get_a_500_or_hang(
         event("nothing sent, closed when idle")
     after = await health(fuzzed)
     assert after.json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("supervisor_alive", [True, False], ids=["alive", "died-before-prctl"])
+def test_a_worker_stops_when_its_supervisor_died_before_it_armed_the_death_signal(
+    supervisor_alive: bool,
+) -> None:
+    """PR_SET_PDEATHSIG only covers a parent that dies after the call: a worker whose
+    supervisor died between the fork and the call (it is re-parented already) stops too."""
+    with warnings.catch_warnings():  # 3.12+ warns of fork() in a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the "worker": its real parent is this test's process
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            parent = os.getppid() if supervisor_alive else os.getppid() + 1_000_000
+            http1._die_with_parent(parent)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if supervisor_alive:
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    else:
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
