@@ -1050,6 +1050,19 @@ class EventWriter:
         row = cur.fetchone()
         if row is None:  # pragma: no cover - the conflict guarantees the row exists
             raise NotFound(f"order {order_id} not found")
+        amount, currency = None, row[4]
+        if kind == "conversion":  # the commission the first answer gave, as booked
+            cur.execute(
+                self.sql(
+                    "SELECT SUM(amount_micros), MIN(currency) FROM commission_entries"
+                    " WHERE conversion_id = ? AND kind = 'commission'"
+                ),
+                (int(row[0]),),
+            )
+            booked = cur.fetchone()
+            if booked is not None and booked[0] is not None:
+                commission = Money.from_micros(int(booked[0]), booked[1]).rounded()
+                amount, currency = str(commission.amount), commission.currency
         return ConversionOutcome(
             kind=kind,
             conversion_id=int(row[0]),
@@ -1058,8 +1071,8 @@ class EventWriter:
             status=row[1],
             attributed_by=row[2],
             partner_id=row[3],
-            amount=None,
-            currency=row[4],
+            amount=amount,
+            currency=currency,
             explanation="duplicate order id: already recorded",
         )
 

@@ -193,6 +193,9 @@ async def test_duplicate_order_answers_duplicate_and_writes_nothing_more(
     assert second.status_code == 200
     assert second.json()["duplicate"] is True
     assert second.json()["conversion_id"] == first.json()["conversion_id"]
+    # The commission the first answer gave, as booked (a sender may have lost that answer).
+    assert (second.json()["commission"], second.json()["currency"]) == ("5.00", "EUR")
+    assert (first.json()["commission"], first.json()["currency"]) == ("5.00", "EUR")
     assert count(services, t.conversions) == 1
     assert ledger(services) == [("commission", "pending", 5_000_000)]
 
