@@ -3,7 +3,7 @@
 
 A row's KPIs are computed from its own sums, and the totals row from the summed sums —
 never by averaging the rows' ratios, which would weight a 1-click partner like a star.
-Every KPI comes from `analytics.kpis`; a ratio with a zero denominator is None, which
+Every KPI comes from `core.kpis`; a ratio with a zero denominator is None, which
 tables print as "n/a", JSON as null and CSV as an empty cell.
 """
 
@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from partnerflow.analytics import kpis
+from partnerflow.core import kpis
 
 MICROS = Decimal(1_000_000)
 TIME_DIMENSIONS = frozenset({"day", "week", "month"})

@@ -21,7 +21,13 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from partnerflow.core.errors import InvalidInput
 from partnerflow.core.ids import PartnerId
-from partnerflow.core.money import MAX_AMOUNT, check_currency
+from partnerflow.core.kpis import (
+    cost_per_acquisition,
+    cost_per_click,
+    cost_per_lead,
+    return_on_ad_spend,
+)
+from partnerflow.core.money import MAX_AMOUNT, Money, check_currency
 
 REQUIRED = ("day", "channel", "campaign", "amount")
 OPTIONAL = ("partner", "currency")
@@ -178,25 +184,48 @@ class SpendKpis:
     profit: Decimal
 
 
-def _ratio(num: Decimal, den: Decimal, places: str = "0.01") -> Decimal | None:
-    if den == 0:
-        return None
-    return (num / den).quantize(Decimal(places), rounding=ROUND_HALF_UP)
-
-
 def kpis(key: str, spend: Decimal, outcome: Outcome) -> SpendKpis:
+    """The catalogue's formulas and rounding (`core.kpis`, docs/kpis.md): the same CPC or
+    ROAS as a report row shows. Profit is a sum of exact amounts, not rounded."""
     return SpendKpis(
         key=key,
         spend=spend,
         outcome=outcome,
-        cpc=_ratio(spend, outcome.clicks, "0.0001"),
-        cpl=_ratio(spend, outcome.leads),
-        cpa=_ratio(spend, outcome.sales),
-        roas=_ratio(outcome.revenue, spend),
-        profit=(outcome.revenue - spend - outcome.payout).quantize(
-            Decimal("0.01"), rounding=ROUND_HALF_UP
-        ),
+        cpc=cost_per_click(spend, outcome.clicks),
+        cpl=cost_per_lead(spend, outcome.leads),
+        cpa=cost_per_acquisition(spend, outcome.sales),
+        roas=return_on_ad_spend(outcome.revenue, spend),
+        profit=outcome.revenue - spend - outcome.payout,
     )
+
+
+_MICRO = Decimal("0.000001")
+
+
+def number_text(value: Decimal | None) -> str | None:
+    """A figure as text: at most 6 decimals (half-up), no trailing zeros. KPIs keep their
+    catalogue rounding; shared-out counts and amounts (a share of a day's outcomes) stop at
+    micro-units."""
+    if value is None:
+        return None
+    return f"{value.quantize(_MICRO, rounding=ROUND_HALF_UP).normalize():f}"
+
+
+def kpi_fields(k: SpendKpis) -> dict[str, str | None]:
+    """One line of a spend report as the CLI's JSON and the REST API give it."""
+    o = k.outcome
+    return {
+        "key": k.key,
+        **{
+            name: number_text(value)
+            for name, value in (
+                ("spend", k.spend), ("clicks", o.clicks), ("leads", o.leads),
+                ("sales", o.sales), ("revenue", o.revenue), ("commissions", o.payout),
+                ("cpc", k.cpc), ("cpl", k.cpl), ("cpa", k.cpa), ("roas", k.roas),
+                ("profit", k.profit),
+            )
+        },
+    }  # fmt: skip
 
 
 def _key(row: SpendRow, dimension: Dimension) -> str:
@@ -274,8 +303,9 @@ def suggest(
     p = policy or BudgetPolicy()
     out = []
     for k in rows:
-        roas = "n/a" if k.roas is None else f"{k.roas}"
-        profit = f"{k.profit} {currency}"
+        # For reading: ROAS to two decimals, profit in the currency's minor units.
+        roas = "n/a" if k.roas is None else f"{k.roas.quantize(Decimal('0.01'), ROUND_HALF_UP)}"
+        profit = f"{Money(k.profit, currency).rounded().amount} {currency}"
         if k.spend == 0:
             verdict, change, why = Verdict.HOLD, Decimal(0), "no spend in the range"
         elif k.outcome.clicks < p.min_clicks and k.outcome.sales < p.min_sales:

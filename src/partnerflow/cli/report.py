@@ -533,7 +533,7 @@ def share_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Partners' share of the program's total revenue (imported with `revenue import`)."""
-    from partnerflow.analytics import kpis
+    from partnerflow.core import kpis
 
     first, last = _period(from_, to)
     found = resolve_program(program)

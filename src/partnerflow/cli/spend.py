@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from partnerflow.caps.periods import local_date
 from partnerflow.caps.services import import_spend_csv, spend_report
-from partnerflow.caps.spend import BudgetPolicy, SpendKpis, suggest
+from partnerflow.caps.spend import BudgetPolicy, kpi_fields, suggest
 from partnerflow.cli.caps import ACTOR, JsonFlag, ProgramOpt, caps_uow, program_of
 from partnerflow.cli.runtime import emit, handles_errors, services
 from partnerflow.core.errors import InvalidInput
@@ -32,34 +32,6 @@ def _range(prog: Program, start: str | None, end: str | None) -> tuple[date, dat
     except ValueError:
         raise InvalidInput("dates must be YYYY-MM-DD", field="from") from None
     return first, last
-
-
-def _s(value: Decimal | None) -> str | None:
-    return (
-        None
-        if value is None
-        else f"{value.normalize():f}"
-        if value == value.to_integral()
-        else f"{value.quantize(Decimal('0.0001')).normalize():f}"
-    )
-
-
-def kpi_json(k: SpendKpis) -> dict[str, Any]:
-    o = k.outcome
-    return {
-        "key": k.key,
-        "spend": _s(k.spend),
-        "clicks": _s(o.clicks),
-        "leads": _s(o.leads),
-        "sales": _s(o.sales),
-        "revenue": _s(o.revenue),
-        "commissions": _s(o.payout),
-        "cpc": _s(k.cpc),
-        "cpl": _s(k.cpl),
-        "cpa": _s(k.cpa),
-        "roas": _s(k.roas),
-        "profit": _s(k.profit),
-    }
 
 
 @app.command("import")
@@ -92,7 +64,7 @@ def report_command(
     prog = program_of(program)
     first, last = _range(prog, start, end)
     lines = spend_report(caps_uow(), prog.id, first, last, by)
-    data = [kpi_json(k) for k in lines]
+    data = [kpi_fields(k) for k in lines]
     rows = [
         (
             d["key"],
@@ -142,7 +114,7 @@ def suggest_command(
             "verdict": s.verdict.value,
             "budget_change_percent": str(s.budget_change_percent),
             "reason": s.reason,
-            "kpis": kpi_json(s.kpis),
+            "kpis": kpi_fields(s.kpis),
         }
         for s in lines
     ]

@@ -9,7 +9,19 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, Row, and_, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from partnerflow.caps.goals import GoalMetric, PartnerTarget, ProgramGoal, TargetKind
 from partnerflow.caps.model import (
@@ -35,6 +47,7 @@ from partnerflow.storage.audit import SqlAudit
 from partnerflow.storage.catalog import SqlOffers, SqlPartners, SqlPrograms
 from partnerflow.storage.database import read_only_connection
 from partnerflow.storage.outbox import SqlOutbox
+from partnerflow.storage.reports import EARNING_KINDS
 
 
 def scope_key(rule: CapRule) -> str | None:
@@ -579,7 +592,13 @@ def event_totals(
         return query.group_by(table.c.partner_id, table.c.offer_id)
 
     for table, name in ((t.clicks, "clicks"), (t.impressions, "impressions")):
-        q = scoped(table, select(table.c.partner_id, table.c.offer_id, func.count().label("n")))
+        # Human traffic only, as every report counts it: bots neither click nor view.
+        q = scoped(
+            table,
+            select(table.c.partner_id, table.c.offer_id, func.count().label("n")).where(
+                table.c.is_bot == false()
+            ),
+        )
         for row in conn.execute(q):
             b = bucket(row)
             b[name] = b.get(name, 0) + int(row.n)
@@ -595,9 +614,12 @@ def event_totals(
             func.sum(_when(cv.c.status == "reversed")).label("refunds"),
             func.sum(_when(and_(live, cv.c.event_type == "sale"))).label("sales"),
             func.sum(_when(and_(live, cv.c.event_type.in_(("lead", "signup"))))).label("leads"),
-            func.sum(_when(and_(live, cv.c.currency == currency), cv.c.amount_micros)).label(
-                "revenue"
-            ),
+            func.sum(
+                _when(
+                    and_(live, cv.c.currency == currency),
+                    cv.c.amount_micros - cv.c.refunded_micros,  # net of partial refunds
+                )
+            ).label("revenue"),
         ).where(cv.c.status != "rejected"),
     )
     for row in conn.execute(q):
@@ -612,7 +634,8 @@ def event_totals(
     q = (
         select(cv.c.partner_id, cv.c.offer_id, func.sum(ce.c.amount_micros).label("payout"))
         .select_from(ce.join(cv, cv.c.id == ce.c.conversion_id))
-        .where(ce.c.kind == "commission", live, ce.c.currency == currency)
+        # Net earnings (commission, reversals, adjustments), as reports count commission.
+        .where(ce.c.kind.in_(EARNING_KINDS), live, ce.c.currency == currency)
     )
     q = scoped(cv, q)
     for row in conn.execute(q):

@@ -52,7 +52,7 @@ def pct(value: Decimal | None, places: int = 2) -> str:
 
 
 def ratio_pct(value: Decimal | None, places: int = 2) -> str:
-    """A ratio (0.0123) as a percentage ("1.23%"), the form `analytics.kpis` returns."""
+    """A ratio (0.0123) as a percentage ("1.23%"), the form `core.kpis` returns."""
     return DASH if value is None else f"{value * 100:.{places}f}%"
 
 

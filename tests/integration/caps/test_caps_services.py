@@ -47,7 +47,9 @@ def uow(svc: Services) -> SqlCapsUnitOfWork:
     return SqlCapsUnitOfWork(svc.engine, svc.clock)
 
 
-def add_clicks(svc: Services, w: World, n: int, at: datetime, partner: int | None = None) -> None:
+def add_clicks(
+    svc: Services, w: World, n: int, at: datetime, partner: int | None = None, *, bot: bool = False
+) -> None:
     rows = [
         {
             "id": secrets.token_hex(12),
@@ -57,7 +59,7 @@ def add_clicks(svc: Services, w: World, n: int, at: datetime, partner: int | Non
             "partner_id": partner or w.partner.id,
             "link_id": w.link.id,
             "is_unique": True,
-            "is_bot": False,
+            "is_bot": bot,
             "is_qr": False,
             "fraud_score": 0,
         }
@@ -367,6 +369,37 @@ def test_spend_import_is_all_or_nothing_and_reports_roas(services: Services) -> 
         Decimal("3.20"),
         Decimal("94.00"),
     )
+
+
+def test_spend_kpis_count_human_clicks_and_net_revenue_and_commission(
+    services: Services,
+) -> None:
+    """Bots are not clicks, and a partially refunded order counts what was kept, net of the
+    commission reversed: the spend report agrees with `partnerflow report`."""
+    w = make_world(services)
+    spend = "day,channel,campaign,partner,amount\n2026-03-01,tiktok,spring,ann@blog.example,30\n"
+    import_spend_csv(uow(services), services.clock, w.program.id, spend, "ann")
+    day = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    add_clicks(services, w, 60, day)
+    add_clicks(services, w, 40, day, bot=True)
+    add_sales(services, w, 1, day, amount=100, commission=10)
+    with services.engine.begin() as conn:  # 40.00 of the 100.00 refunded, 4.00 taken back
+        conversion_id = conn.execute(select(t.conversions.c.id)).scalar_one()
+        conn.execute(t.conversions.update().values(refunded_micros=40_000_000))
+        conn.execute(
+            t.commission_entries.insert().values(
+                txn_id=secrets.token_hex(8), created_at=day, program_id=w.program.id,
+                partner_id=w.partner.id, conversion_id=conversion_id, kind="reversal",
+                bucket="pending", amount_micros=-4_000_000, currency="EUR", reason="refund",
+                author="test",
+            )
+        )  # fmt: skip
+    [row] = spend_report(uow(services), w.program.id, day.date(), day.date(), "partner")
+    o = row.outcome
+    assert (o.clicks, o.revenue, o.payout) == (60, 60, 6)
+    assert (row.cpc, row.cpa, row.roas, row.profit) == (
+        Decimal("0.5000"), Decimal("30.0000"), Decimal("2.000000"), Decimal(24),
+    )  # fmt: skip
 
 
 def test_caps_belong_to_their_program(services: Services) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partnerflow.analytics import kpis
+from partnerflow.core import kpis
 from partnerflow.analytics.reports import (
     cohort_retention,
     leaderboard,

@@ -3,7 +3,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partnerflow.analytics import kpis
+from partnerflow.core import kpis
 
 
 def test_conversion_rate_is_conversions_over_clicks_rounded_to_six_places() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from partnerflow.attribution.services import Explanation
 from partnerflow.caps.goals import GoalMetric, PartnerTarget, ProgramGoal, Progress
 from partnerflow.caps.model import CapChange, CapRule, CapUsage, format_amount
-from partnerflow.caps.spend import SpendKpis
+from partnerflow.caps.spend import SpendKpis, kpi_fields
 from partnerflow.commissions.model import LedgerEntry
 from partnerflow.commissions.plans import Plan
 from partnerflow.commissions.ports import StoredPlan
@@ -445,30 +445,8 @@ def target_out(x: PartnerTarget) -> s.TargetOut:
     )
 
 
-def _num(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    if value == value.to_integral():
-        return f"{value.normalize():f}"
-    return f"{value.quantize(Decimal('0.0001')).normalize():f}"
-
-
 def spend_kpis_out(k: SpendKpis) -> s.SpendKpisOut:
-    o = k.outcome
-    return s.SpendKpisOut(
-        key=k.key,
-        spend=_num(k.spend) or "0",
-        clicks=_num(o.clicks) or "0",
-        leads=_num(o.leads) or "0",
-        sales=_num(o.sales) or "0",
-        revenue=_num(o.revenue) or "0",
-        commissions=_num(o.payout) or "0",
-        cpc=_num(k.cpc),
-        cpl=_num(k.cpl),
-        cpa=_num(k.cpa),
-        roas=_num(k.roas),
-        profit=_num(k.profit) or "0",
-    )
+    return s.SpendKpisOut(**kpi_fields(k))
 
 
 # --- fraud reviews ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The KPI catalogue: every formula a report or dashboard shows, defined once, pure.
+"""The KPI catalogue: every formula a report, dashboard or spend report shows, defined
+once, pure (in core: analytics and caps both use it).
 
 Conventions (documented in docs/kpis.md):
 - inputs are ints (counts) and Decimals (money); floats never enter;
@@ -75,17 +76,19 @@ def refund_rate(refunded: int, conversions: int) -> Decimal | None:
     return _ratio(refunded, conversions)
 
 
-def cost_per_click(cost: Decimal, clicks: int) -> Decimal | None:
+# Counts are Decimal where outcomes are shared out in proportion (ad spend rows funding
+# the same partner on the same day get fractions of its clicks, leads and sales).
+def cost_per_click(cost: Decimal, clicks: int | Decimal) -> Decimal | None:
     """CPC = cost (commission paid, or ad spend for a channel) ÷ clicks."""
     return _per_unit(cost, clicks)
 
 
-def cost_per_lead(cost: Decimal, leads: int) -> Decimal | None:
+def cost_per_lead(cost: Decimal, leads: int | Decimal) -> Decimal | None:
     """CPL = cost ÷ leads (lead and sign-up conversions)."""
     return _per_unit(cost, leads)
 
 
-def cost_per_acquisition(cost: Decimal, acquisitions: int) -> Decimal | None:
+def cost_per_acquisition(cost: Decimal, acquisitions: int | Decimal) -> Decimal | None:
     """CPA = cost ÷ sales (acquisitions)."""
     return _per_unit(cost, acquisitions)
 
