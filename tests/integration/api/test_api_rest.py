@@ -7,7 +7,7 @@ import json
 
 import pytest
 from sqlalchemy import func, select
-from tests.factories import make_coupon, make_partner
+from tests.factories import make_coupon, make_partner, make_program
 
 from partnerflow.core.errors import NotFound
 from partnerflow.messaging.signatures import shopify_hmac, sign
@@ -331,3 +331,13 @@ def test_unsubscribe_link_and_messages_roundtrip(api: Api) -> None:
     assert inbox["unread"] == 1 and inbox["items"][0]["body_html"] == "<p>Hello Ann</p>"
     bad = api.client.get(f"{V1}/unsubscribe", params={"token": "1.1.forged"})
     assert bad.status_code == 422
+
+
+def test_report_dates_default_to_the_programs_own_today(api: Api) -> None:
+    """12:00 UTC on 2 March is already 3 March in Kiritimati (UTC+14): the default period
+    ends on the program's local day, like every other report."""
+    east = make_program(api.services, slug="kiritimati", timezone="Pacific/Kiritimati")
+    report = api.client.get(
+        f"{V1}/reports", params={"program_id": east.id}, headers=api.reader
+    ).json()
+    assert (report["date_from"], report["date_to"]) == ("2026-02-02", "2026-03-03")

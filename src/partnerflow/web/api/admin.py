@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from partnerflow.caps.periods import local_date
 from partnerflow.core.errors import NotFound
 from partnerflow.core.ids import ConversionId, OfferId, PartnerId, ProgramId
 from partnerflow.messaging.audiences import parse_segment
@@ -378,7 +379,7 @@ def admin_router(ctx: ApiContext) -> APIRouter:
         date_to: date | None = None,
     ) -> Any:
         program = program_of(key, program_id)
-        last = date_to or svc.clock.now().date()
+        last = date_to or local_date(svc.clock.now(), program.timezone)  # its "today"
         first = date_from or last - timedelta(days=29)
         if first > last:
             raise ApiError(422, "invalid_input", "date_from is after date_to", "date_from")
