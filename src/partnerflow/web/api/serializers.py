@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from partnerflow.attribution.services import Explanation
@@ -401,7 +401,9 @@ def cap_change_out(ch: CapChange, cap: CapRule) -> s.CapChangeOut:
 def goal_number(metric: GoalMetric, value: Decimal | None) -> str | None:
     if value is None:
         return None
-    return f"{value.quantize(Decimal('0.01'))}" if metric.is_money else f"{value.normalize():f}"
+    if metric.is_money:
+        return f"{value.quantize(Decimal('0.01'), ROUND_HALF_UP)}"  # half-up, as all money
+    return f"{value.normalize():f}"
 
 
 def progress_out(p: Progress) -> s.ProgressOut:
