@@ -187,24 +187,28 @@ def test_fold_is_idempotent_and_chunking_does_not_change_the_rollups(
     assert len(chunked["rollup_traffic"]) > 0
 
 
-def test_refund_after_a_fold_shows_up_at_the_next_fold(
-    services: Services, world: dict[str, Any]
+def _refund(
+    services: Services, world: dict[str, Any], refunded: str, reversal: str, **values: str
 ) -> None:
-    fold(services)
+    """`refunded` of the "refunded" order taken back, and `reversal` of its commission (late:
+    after the fold), as a refund writes them."""
     with services.engine.begin() as conn:
         conn.execute(
             update(t.conversions)
             .where(t.conversions.c.id == world["refunded"])
-            .values(status="reversed", refunded_micros=50_000_000)
+            .values(refunded_micros=int(Decimal(refunded) * 1_000_000), **values)
         )
         add_entry(
-            conn,
-            world["ann_link"],
-            world["refunded"],
-            "reversal",
-            "-5.00",
+            conn, world["ann_link"], world["refunded"], "reversal", reversal,
             datetime(2029, 12, 31, 23, 59, tzinfo=UTC),
-        )
+        )  # fmt: skip
+
+
+def test_refund_after_a_fold_shows_up_at_the_next_fold(
+    services: Services, world: dict[str, Any]
+) -> None:
+    fold(services)
+    _refund(services, world, "50.00", "-5.00", status="reversed")
     fold(services)
     ann = measures(services, world["program"], "partner", D, D)[world["ann"].id]
     assert (ann["refunds"], ann["revenue_micros"], ann["commission_micros"]) == (
@@ -225,20 +229,7 @@ def test_a_partial_refund_lowers_revenue_as_it_lowers_commission(
     # Revenue once stayed gross (50.00) while commission was net, inflating ROAS, AOV and
     # profit; the REST API's report_sums did the same.
     fold(services)
-    with services.engine.begin() as conn:
-        conn.execute(
-            update(t.conversions)
-            .where(t.conversions.c.id == world["refunded"])
-            .values(refunded_micros=20_000_000)
-        )
-        add_entry(
-            conn,
-            world["ann_link"],
-            world["refunded"],
-            "reversal",
-            "-2.00",
-            datetime(2029, 12, 31, 23, 59, tzinfo=UTC),
-        )
+    _refund(services, world, "20.00", "-2.00")
     fold(services)
     program = world["program"]
     ann_id = world["ann"].id

@@ -219,12 +219,17 @@ async def test_renewals_pay_the_recurring_rule_for_its_months_by_customer_id(
     assert [entry[:3] for entry in ledger(services)][-1] == ("reversal", "pending", -10_000_000)
 
 
-async def test_an_order_in_another_currency_is_converted_with_the_stored_rate(
-    services: Services, world: World, tracker: Tracker
-) -> None:
+def _usd_to_eur(services: Services, tracker: Tracker) -> None:
+    """USD -> EUR at 0.9 from 2026-03-01, known to the tracker."""
     import_rates(SqlMoneyUnitOfWork(services.engine, services.clock), services.clock,
                  ["date,from,to,rate", "2026-03-01,USD,EUR,0.9"])  # fmt: skip
     tracker.refresh()
+
+
+async def test_an_order_in_another_currency_is_converted_with_the_stored_rate(
+    services: Services, world: World, tracker: Tracker
+) -> None:
+    _usd_to_eur(services, tracker)
     body = await tracker.postback(token=world.program.postback_token, order_id="U-1",
                                   amount="100", currency="USD",
                                   click_id=await tracker.click_id())  # fmt: skip
@@ -244,9 +249,7 @@ async def test_a_refund_of_an_order_in_another_currency_reverses_in_the_commissi
     # The commission of a USD order in a EUR program is booked in EUR; a refund postback
     # once booked its reversal in USD (the order's currency), so the partner kept the EUR
     # commission and owed a USD one, and reports (program currency) never netted it.
-    import_rates(SqlMoneyUnitOfWork(services.engine, services.clock), services.clock,
-                 ["date,from,to,rate", "2026-03-01,USD,EUR,0.9"])  # fmt: skip
-    tracker.refresh()
+    _usd_to_eur(services, tracker)
     token = world.program.postback_token
     await tracker.postback(token=token, order_id="U-3", amount="100", currency="USD",
                            click_id=await tracker.click_id())  # fmt: skip

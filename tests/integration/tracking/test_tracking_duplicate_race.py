@@ -99,6 +99,18 @@ async def _postback(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
     return body
 
 
+async def _click_id(client: httpx.AsyncClient) -> str:
+    """A click on Ann's link through `client`; its id."""
+    click = await client.get("/c/ann-shop", headers={"user-agent": UA})
+    return click.headers["location"].split("click_id=")[1].split("&")[0]
+
+
+def _cap_key(redis_counter: RedisCapCounter) -> tuple[str, str]:
+    """The one cap usage key in Redis: (the full key, the key `usage` takes)."""
+    [cap_key] = [k.decode() for k in redis_counter.client.scan_iter(f"{redis_counter.prefix}cap:*")]
+    return cap_key, cap_key.removeprefix(redis_counter.prefix)
+
+
 async def test_the_same_postback_at_two_trackers_makes_one_conversion_and_one_reservation(
     services: Services,
     two_trackers: tuple[World, list[httpx.AsyncClient]],
@@ -106,8 +118,7 @@ async def test_the_same_postback_at_two_trackers_makes_one_conversion_and_one_re
 ) -> None:
     world, (first, second) = two_trackers
     token = world.program.postback_token
-    click = await first.get("/c/ann-shop", headers={"user-agent": UA})
-    click_id = click.headers["location"].split("click_id=")[1].split("&")[0]
+    click_id = await _click_id(first)
 
     for i in range(ORDERS):
         params = {"token": token, "click_id": click_id, "order_id": f"R-{i}", "amount": "50"}
@@ -123,8 +134,7 @@ async def test_the_same_postback_at_two_trackers_makes_one_conversion_and_one_re
             .where(t.conversions.c.status == "pending")
         ).scalar_one()
     assert (stored, pending) == (ORDERS, ORDERS)
-    [cap_key] = [k.decode() for k in redis_counter.client.scan_iter(f"{redis_counter.prefix}cap:*")]
-    usage_key = cap_key.removeprefix(redis_counter.prefix)
+    _, usage_key = _cap_key(redis_counter)
     assert redis_counter.usage([usage_key]) == {usage_key: ORDERS}
     reservations = [cap_reservation_id(world.program.id, f"R-{i}") for i in range(ORDERS)]
     prefix = redis_counter.prefix
@@ -150,8 +160,7 @@ async def test_a_reservation_left_by_a_tracker_killed_before_its_commit_is_not_c
     # counted the order twice, and the refund gave back only one of the two.
     world, (first, second) = two_trackers
     token = world.program.postback_token
-    click = await first.get("/c/ann-shop", headers={"user-agent": UA})
-    click_id = click.headers["location"].split("click_id=")[1].split("&")[0]
+    click_id = await _click_id(first)
     params = {"token": token, "click_id": click_id, "order_id": "K-1", "amount": "50"}
     await _postback(first, **params)
     # What the killed tracker left: its Redis reservation, nothing committed.
@@ -161,8 +170,7 @@ async def test_a_reservation_left_by_a_tracker_killed_before_its_commit_is_not_c
         ce = t.commission_entries
         conn.execute(ce.delete().where(ce.c.conversion_id == conversion_id))
         conn.execute(t.conversions.delete().where(t.conversions.c.id == conversion_id))
-    [cap_key] = [k.decode() for k in redis_counter.client.scan_iter(f"{redis_counter.prefix}cap:*")]
-    usage_key = cap_key.removeprefix(redis_counter.prefix)
+    _, usage_key = _cap_key(redis_counter)
     assert redis_counter.usage([usage_key]) == {usage_key: 1}
 
     retried = await _postback(second, **params)
@@ -185,14 +193,12 @@ async def test_a_refund_whose_release_was_cut_off_by_a_kill_releases_when_sent_a
     # sends it again, which answered "duplicate" and released nothing.
     world, (first, second) = two_trackers
     token = world.program.postback_token
-    click = await first.get("/c/ann-shop", headers={"user-agent": UA})
-    click_id = click.headers["location"].split("click_id=")[1].split("&")[0]
+    click_id = await _click_id(first)
     await _postback(first, token=token, click_id=click_id, order_id="K-2", amount="50")
     rid = cap_reservation_id(world.program.id, "K-2")
     res_key = f"{redis_counter.prefix}res:{rid}"
     held = redis_counter.client.get(res_key)
-    [cap_key] = [k.decode() for k in redis_counter.client.scan_iter(f"{redis_counter.prefix}cap:*")]
-    usage_key = cap_key.removeprefix(redis_counter.prefix)
+    cap_key, usage_key = _cap_key(redis_counter)
     refund = await _postback(first, token=token, order_id="K-2", event="refund")
     assert (refund["duplicate"], refund["status"]) == (False, "reversed")
     # What the killed tracker left: the refund committed, its Redis release never ran.
