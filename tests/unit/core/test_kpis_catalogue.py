@@ -9,7 +9,6 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partnerflow.core import kpis
 from partnerflow.analytics.reports import (
     cohort_retention,
     leaderboard,
@@ -17,6 +16,7 @@ from partnerflow.analytics.reports import (
     previous_period,
     report_from_measures,
 )
+from partnerflow.core import kpis
 from partnerflow.storage.channels import click_channel, conversion_channel, referrer_channel
 
 
