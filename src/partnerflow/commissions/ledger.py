@@ -358,7 +358,9 @@ def record_payments(
             (
                 e.amount.amount
                 for e in out
-                if e.partner_id == order.partner_id and e.amount.amount > 0
+                if e.partner_id == order.partner_id
+                and e.amount.currency == order.amount.currency
+                and e.amount.amount > 0
             ),
             Decimal(0),
         )

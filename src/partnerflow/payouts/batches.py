@@ -48,7 +48,9 @@ class Payee:
 class PayoutLine:
     partner_id: int
     amount: Money
-    key: str  # idempotency key of this partner's payment: "<batch id>:<partner id>"
+    # Idempotency key of this partner's payment: "<batch id>:<partner id>", with
+    # ":<currency>" appended when the partner has lines in several currencies.
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +134,26 @@ def build_batch(
         else:
             lines.append((p.partner_id, amount))
     batch_id = _batch_id(program_id, period, lines)
+    # A partner paid in two currencies (e.g. an offer's flat amount in another currency)
+    # has one line per currency, and each needs its own payment key.
+    per_partner: dict[int, int] = {}
+    for pid, _ in lines:
+        per_partner[pid] = per_partner.get(pid, 0) + 1
     return PayoutBatch(
         batch_id,
         program_id,
         period,
-        tuple(PayoutLine(pid, m, f"{batch_id}:{pid}") for pid, m in lines),
+        tuple(
+            PayoutLine(pid, m, _payment_key(batch_id, pid, m, per_partner[pid] > 1))
+            for pid, m in lines
+        ),
         tuple(held),
     )
+
+
+def _payment_key(batch_id: str, partner_id: int, amount: Money, several: bool) -> str:
+    key = f"{batch_id}:{partner_id}"
+    return f"{key}:{amount.currency}" if several else key
 
 
 def mark_paid(

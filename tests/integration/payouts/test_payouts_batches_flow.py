@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from tests.factories import make_coupon, make_offer
 from tests.integration.commissions.money_world import MoneyWorld, count, make_money_world
 
 from partnerflow.bootstrap import Services
@@ -20,6 +21,7 @@ from partnerflow.payouts.services import (
     mark_batch_paid,
 )
 from partnerflow.storage import tables as t
+from partnerflow.tracking.services import RecordConversion, record_conversion
 
 END = date(2026, 3, 2)
 
@@ -119,3 +121,34 @@ def test_suspended_partner_in_the_batch_refuses_payment_and_writes_nothing(
     with w.uow() as uow:
         found = uow.payouts.get(stored.batch.id)
     assert found is not None and found.status == "open"
+
+
+def test_partner_earning_in_two_currencies_is_paid_once_per_currency(services: Services) -> None:
+    # An offer's flat amount in another currency than the program's is booked in that
+    # currency: the partner then has a EUR and a USD balance. Building the batch crashed on
+    # the duplicate payment key "<batch>:<partner>", so nobody in the program could be paid.
+    w = make_money_world(services, lock_days=0)
+    usd = make_offer(
+        services, w.program, name="usd", plan={"type": "cpa", "amount": "60", "currency": "USD"}
+    )
+    make_coupon(services, w.ann, usd, code="ANNUSD")
+    w.sale("A-1", "700")  # ann 70.00 EUR
+    record_conversion(
+        services.uow(),
+        services.clock,
+        RecordConversion(
+            token=w.program.postback_token, order_id="U-1", amount="100", coupon="ANNUSD"
+        ),
+    )  # ann 60.00 USD
+    approve_commissions(w.uow(), w.clock, w.program.id)
+    stored = build_payout(w.uow(), w.clock, program_id=w.program.id, period_end=END,
+                          author="ops")  # fmt: skip
+    lines = sorted((x.partner_id, x.amount.amount, x.amount.currency) for x in stored.batch.lines)
+    assert lines == [(w.ann.id, Decimal("60.00"), "USD"), (w.ann.id, Decimal("70.00"), "EUR")]
+    assert len({x.key for x in stored.batch.lines}) == 2
+    mark_batch_paid(w.uow(), w.clock, stored.batch.id, author="ops")
+    bal = {b.currency: b for b in balances(w.uow(), partner_id=w.ann.id)}
+    assert {c: (b.approved.amount, b.paid.amount) for c, b in bal.items()} == {
+        "EUR": (0, Decimal("70")),
+        "USD": (0, Decimal("60")),
+    }
