@@ -143,6 +143,12 @@ class ConversionFactsRepository(Protocol):
 
 
 class LedgerRepository(Protocol):
+    def lock_program(self, program_id: int) -> None:
+        """Serialise the program's ledger writers until the transaction ends: a use case
+        that reads balances and then appends (approval, refund, adjustment, payout) must
+        not interleave with another one."""
+        ...
+
     def entries(
         self,
         *,

@@ -527,6 +527,7 @@ def approve_commissions(
         program = uow.facts.program(program_id)
         if program is None:
             raise NotFound(f"program {program_id} not found", field="program")
+        uow.ledger.lock_program(program_id)
         on_hold = set(held) | uow.facts.flagged(program_id)
         entries = uow.ledger.entries(program_id=program_id)
         new = pure_ledger.approve_due(entries, now, program.lock_period_days, held=on_hold)
@@ -589,6 +590,7 @@ def reverse_conversion(
         raise InvalidInput("a reversal needs an author", field="author")
     now = clock.now()
     with uow:
+        uow.ledger.lock_program(program_id)
         conv = uow.facts.by_order(program_id, order_id)
         if conv is None:
             raise NotFound(f"order {order_id!r} was never recorded in this program")
@@ -699,6 +701,7 @@ def adjust_balance(
             raise NotFound(f"partner {partner_id} not found", field="partner")
         program = uow.facts.program(program_id)
         assert program is not None
+        uow.ledger.lock_program(program_id)
         if amount.currency != program.currency:
             raise InvalidInput(
                 f"program {program.slug} pays in {program.currency}, not {amount.currency}",

@@ -116,6 +116,7 @@ def build_payout(
         program = uow.facts.program(program_id)
         if program is None:
             raise NotFound(f"program {program_id} not found", field="program")
+        uow.ledger.lock_program(program_id)
         paid = [b for b in uow.payouts.list(program_id) if b.status == "paid"]
         last_end = max((b.batch.period.end for b in paid), default=None)
         if last_end is not None and period_end <= last_end:
@@ -191,6 +192,10 @@ def mark_batch_paid(uow: PayoutsUnitOfWork, clock: Clock, batch_id: str, *, auth
         stored = uow.payouts.get(batch_id)
         if stored is None:
             raise NotFound(f"payout batch {batch_id!r} not found", field="batch")
+        uow.ledger.lock_program(stored.batch.program_id)
+        # Read again under the lock: a concurrent build may have superseded it meanwhile.
+        stored = uow.payouts.get(batch_id)
+        assert stored is not None
         if stored.status == "superseded":
             raise Conflict(
                 f"payout batch {batch_id} was superseded by a newer batch: build it again"

@@ -69,7 +69,7 @@ from partnerflow.core.ids import ClickId, ConversionId, OfferId, PartnerId, Prog
 from partnerflow.core.money import Money
 from partnerflow.partners.rules import EARNING_STATUSES
 from partnerflow.storage.caps import store_alerts
-from partnerflow.storage.ledger import txn_id_for
+from partnerflow.storage.ledger import ledger_lock_key, txn_id_for
 from partnerflow.storage.outbox import (
     commission_created_payload,
     conversion_payload,
@@ -1110,6 +1110,11 @@ class EventWriter:
 
     def _reverse(self, cur: Any, pb: Postback, program: ProgramInfo) -> ConversionOutcome:
         sql = self.sql
+        if not sql.sqlite:
+            # The program's ledger lock (`SqlLedger.lock_program`), as the approval job and
+            # the other money use cases take it: a refund read between the job's read and
+            # its write would otherwise see its reversed commission approved.
+            cur.execute(sql("SELECT pg_advisory_xact_lock(?)"), (ledger_lock_key(program.id),))
         cur.execute(
             sql(
                 "SELECT id, amount_micros, currency, refunded_micros, partner_id, status,"

@@ -12,12 +12,13 @@ itself when it fits, else a digest of it.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, func, select
 from sqlalchemy.exc import IntegrityError
 
 from partnerflow.commissions.ledger import Entry
@@ -35,6 +36,11 @@ def txn_id_for(key: str) -> str:
     if len(key) <= TXN_ID_LENGTH:
         return key
     return "h:" + hashlib.sha256(key.encode()).hexdigest()[: TXN_ID_LENGTH - 2]
+
+
+def ledger_lock_key(program_id: int) -> int:
+    """The PostgreSQL advisory lock serialising a program's ledger writers."""
+    return zlib.crc32(f"partnerflow-ledger-{program_id}".encode())
 
 
 def _entry(row: Row[Any]) -> LedgerEntry:
@@ -79,6 +85,15 @@ def _pure(row: Row[Any]) -> Entry:
 class SqlLedger:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    def lock_program(self, program_id: int) -> None:
+        """Hold the program's ledger lock until the transaction ends. Each money use case
+        reads the entries, decides and appends: two of them interleaving under READ
+        COMMITTED (an approval job and a refund, two payouts) would both act on what they
+        read — approving a commission just reversed, paying a balance twice. On SQLite the
+        write transaction (BEGIN IMMEDIATE) holds the whole database already."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(func.pg_advisory_xact_lock(ledger_lock_key(program_id))))
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         if not rows:

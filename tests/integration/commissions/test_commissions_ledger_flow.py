@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -15,6 +17,7 @@ from tests.integration.commissions.money_world import (
 
 from partnerflow.attribution.services import explain_conversion
 from partnerflow.bootstrap import Services
+from partnerflow.commissions import ledger as pure_ledger
 from partnerflow.commissions.services import (
     adjust_balance,
     approve_commissions,
@@ -157,3 +160,41 @@ def test_explain_shows_source_plan_holds_and_every_entry(services: Services) -> 
     ]
     assert "refund of 20.00 EUR on order A-1 (partial, pro rata): one item back" in text
     assert x.net == Money(Decimal("6.00"), "EUR")
+
+
+def test_refund_racing_the_approval_job_never_leaves_an_approved_commission(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The approval job reads the pending commission; before it writes, a full refund
+    # reverses it from `pending` and commits. Without a lock the job then moved the
+    # (already reversed) commission to `approved`: pending -7, approved +7, so the next
+    # payout paid a refunded commission. (On SQLite the write lock already serialises them.)
+    w = make_money_world(services, lock_days=30)
+    conv = w.sale("A-1", "70")  # ann 7.00
+    w.advance(31)
+    read = threading.Event()
+    refunded = threading.Event()
+    real = pure_ledger.approve_due
+
+    def slow_approve_due(*args: Any, **kw: Any) -> list[Any]:
+        read.set()
+        refunded.wait(timeout=3)  # with the lock, the refund waits for us instead
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pure_ledger, "approve_due", slow_approve_due)
+    job = threading.Thread(target=lambda: approve_commissions(w.uow(), w.clock, w.program.id))
+    job.start()
+    assert read.wait(timeout=30)
+
+    def refund() -> None:
+        reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
+                           amount=None, reason="refund", author="ops")  # fmt: skip
+        refunded.set()
+
+    refunder = threading.Thread(target=refund)
+    refunder.start()
+    job.join(timeout=60)
+    refunder.join(timeout=60)
+    assert _net(services, conv) == 0
+    [bal] = balances(w.uow(), partner_id=w.ann.id)
+    assert (bal.pending.amount, bal.approved.amount) == (0, 0)
