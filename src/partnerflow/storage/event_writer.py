@@ -1113,8 +1113,16 @@ class EventWriter:
         if not sql.sqlite:
             # The program's ledger lock (`SqlLedger.lock_program`), as the approval job and
             # the other money use cases take it: a refund read between the job's read and
-            # its write would otherwise see its reversed commission approved.
-            cur.execute(sql("SELECT pg_advisory_xact_lock(?)"), (ledger_lock_key(program.id),))
+            # its write would otherwise see its reversed commission approved. Tried, never
+            # waited for: this batch also holds the clicks of every tracker request in it,
+            # and an approval run or payout build can hold the lock for seconds. A busy
+            # ledger refuses this refund alone (503, nothing written; senders retry), and
+            # two writers can never deadlock on two programs' locks.
+            cur.execute(sql("SELECT pg_try_advisory_xact_lock(?)"), (ledger_lock_key(program.id),))
+            if not cur.fetchone()[0]:
+                raise DatabaseUnavailable(
+                    "the program's ledger is busy (an approval or payout is running); retry"
+                )
         cur.execute(
             sql(
                 "SELECT id, amount_micros, currency, refunded_micros, partner_id, status,"

@@ -14,6 +14,7 @@ from tests.factories import World, make_coupon, make_world
 from partnerflow.bootstrap import Services
 from partnerflow.partners.services import change_status
 from partnerflow.storage import tables as t
+from partnerflow.storage.ledger import ledger_lock_key
 
 pytestmark = pytest.mark.anyio
 
@@ -292,6 +293,29 @@ async def test_partial_then_full_refund_reverses_commission_pro_rata(
         ("reversal", "pending", -2_500_000),
         ("reversal", "pending", -7_500_000),
     ]
+
+
+async def test_a_refund_while_the_ledger_is_locked_is_refused_alone_and_retried(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    """PostgreSQL: an approval run or payout build holds the program's ledger lock; a refund
+    postback then gets a 503 (nothing written) instead of holding up the writer's batch
+    with every click in it, and goes through once the lock is free."""
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write transactions serialise the ledger writers already")
+    make_coupon(services, world.partner, world.offer)
+    token = world.program.postback_token
+    await postback(tracker_client, token=token, coupon="ANN10", order_id="L-1", amount="100")
+    with services.engine.connect() as holder:
+        holder.execute(select(func.pg_advisory_xact_lock(ledger_lock_key(world.program.id))))
+        busy = await postback(tracker_client, token=token, event="refund", order_id="L-1")
+        assert busy.status_code == 503
+        assert busy.json()["error"] == "database_unavailable"
+        assert (await click(tracker_client)).status_code == 302  # the batch went on
+        holder.rollback()
+    assert ledger(services) == [("commission", "pending", 10_000_000)]
+    retried = await postback(tracker_client, token=token, event="refund", order_id="L-1")
+    assert (retried.status_code, retried.json()["reversed"]) == (200, "10.00")
 
 
 async def test_refund_reason_writes_round_amounts_without_an_exponent(
