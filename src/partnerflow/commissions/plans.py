@@ -28,6 +28,7 @@ from partnerflow.commissions.model import Commission, CommissionPlan, PercentPla
 from partnerflow.core.clock import ensure_utc
 from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.money import Money, check_currency, parse_amount
+from partnerflow.core.text import has_unsafe_characters
 
 HUNDRED = Decimal(100)
 
@@ -295,7 +296,7 @@ def _text(raw: object, path: str, max_length: int = MAX_TEXT) -> str:
         raise _fail(path, f"must be at most {max_length} characters")
     # A JSON "\ud800" escape decodes to a lone surrogate, which no database can store as
     # text and no response can encode; control characters have no place in an id either.
-    if any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+    if has_unsafe_characters(text):
         raise _fail(path, "must not contain control characters or unpaired surrogates")
     return text
 

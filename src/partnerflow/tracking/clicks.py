@@ -16,9 +16,10 @@ from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.text import has_unsafe_characters
 from partnerflow.programs.rules import domain_allowed
 from partnerflow.tracking.model import SUB_ID_KEYS
-from partnerflow.tracking.rules import SUB_ID_MAX, has_unsafe_characters
+from partnerflow.tracking.rules import SUB_ID_MAX
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CREATIVE_KEY = "cr"

@@ -19,8 +19,9 @@ from typing import Any, Final
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
 from partnerflow.core.money import check_currency, parse_amount
+from partnerflow.core.text import has_unsafe_characters
 from partnerflow.tracking.model import AttributedBy, EventType
-from partnerflow.tracking.rules import check_coupon_code, check_order_id, has_unsafe_characters
+from partnerflow.tracking.rules import check_coupon_code, check_order_id
 
 MAX_TOKEN = 128
 MAX_CUSTOMER_ID = 128

@@ -5,20 +5,12 @@ from __future__ import annotations
 import re
 
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.text import has_unsafe_characters
 
 LINK_CODE_RE = re.compile(r"\A[A-Za-z0-9_-]{3,64}\Z")
 COUPON_CODE_RE = re.compile(r"\A[A-Za-z0-9_-]{2,64}\Z")
 ORDER_ID_RE = re.compile(r"\A[\x21-\x7e]{1,128}\Z")  # printable ASCII, no spaces
 SUB_ID_MAX = 255
-# Control characters (C0, DEL and the C1 range U+0080-U+009F) and lone surrogates: none
-# belongs in a stored identifier, and a surrogate (JSON "\ud800") cannot even be encoded
-# for the database.
-_UNSAFE_TEXT_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def has_unsafe_characters(value: str) -> bool:
-    """True when `value` holds a control character or a lone surrogate."""
-    return _UNSAFE_TEXT_RE.search(value) is not None
 
 
 def check_link_code(value: str) -> str:
