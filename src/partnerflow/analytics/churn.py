@@ -271,6 +271,21 @@ def _sbg_loglik(alpha: float, beta: float, survivors: Sequence[int]) -> float:
     return float(np.dot(lost, log_p) + n[-1] * log_s)
 
 
+def _geometric_loglik(cohorts: Sequence[Sequence[int]]) -> float:
+    """The log-likelihood of the best geometric model (one churn probability θ for everyone:
+    the sBG's limit as α, β -> ∞ with α/(α+β) = θ), in closed form: θ = D / (D + E)."""
+    churned = stayed = 0.0  # D: churn events; E: periods survived before churning or the end
+    for series in cohorts:
+        n = np.asarray(series, dtype=np.float64)
+        lost = n[:-1] - n[1:]
+        churned += float(lost.sum())
+        stayed += float(np.dot(lost, np.arange(lost.size))) + float(n[-1]) * lost.size
+    if churned == 0:
+        return 0.0
+    theta = churned / (churned + stayed)
+    return churned * math.log(theta) + (stayed * math.log1p(-theta) if stayed else 0.0)
+
+
 def _check_series(survivors: Sequence[int], field: str = "survivors") -> None:
     if any(int(v) != v or v < 0 for v in survivors):
         raise InvalidInput("survivor counts must be non-negative integers", field=field)
@@ -342,9 +357,19 @@ def _fit(cohorts: Sequence[Sequence[int]]) -> ShiftedBetaGeometric:
                 options={"maxiter": 4000, "xatol": 1e-10, "fatol": 1e-14},
             )
     # On the bound, or (after a rescue) past e^±7: walking up a ridge towards α, β -> ∞,
-    # which is what survivor counts without heterogeneity (geometric decay) look like.
+    # which is what survivor counts without heterogeneity (geometric decay) look like. Or
+    # stopped anywhere on that ridge (where depends on the platform's floating point): no
+    # measurably better than the geometric model, the ridge's limit (1e-6 of log-likelihood
+    # per customer); or, not converged, no significantly better (likelihood ratio under
+    # 2.71: the 5% level for a parameter on its boundary).
     limit = 7.0 if rescued else 18.0 - 1e-3
-    if bool(np.all(np.isfinite(res.x))) and bool(np.any(np.abs(res.x) >= limit)):
+    finite = bool(np.all(np.isfinite(res.x))) and bool(np.isfinite(res.fun))
+    gain = -float(res.fun) * size - _geometric_loglik(cohorts) if finite else 0.0
+    if finite and (
+        bool(np.any(np.abs(res.x) >= limit))
+        or gain <= 1e-6 * size
+        or (not res.success and 2.0 * gain < 2.71)
+    ):
         raise FitError(
             "sBG: a parameter ran off to 0 or infinity; the data cannot identify it (every "
             "customer churns at about the same rate: no heterogeneity to estimate)"
