@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from partnerflow import speedups
 from partnerflow.cli.runtime import fail, settings
 
 EXIT_INSECURE = 2
@@ -52,7 +53,8 @@ def _run(
     if tracking_only and server == "builtin":
         typer.echo(
             f"partnerflow tracker on http://{host}:{port} "
-            f"({workers} worker{'s' if workers > 1 else ''}, built-in HTTP/1.1 server)"
+            f"({workers} worker{'s' if workers > 1 else ''}, built-in HTTP/1.1 server; "
+            f"hot path {speedups.STATUS})"
         )
         # By import path, as granian takes its factory below: the CLI and the web package
         # are sibling entry points that do not import each other.
@@ -70,7 +72,7 @@ def _run(
     typer.echo(
         f"partnerflow {'tracker' if tracking_only else 'server'} on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''}, {loop.value}, "
-        f"{'RSGI' if rsgi else 'ASGI'})"
+        f"{'RSGI' if rsgi else 'ASGI'}; hot path {speedups.STATUS})"
     )
     Granian(
         "partnerflow.web.server:" + ("rsgi_factory" if rsgi else "app_factory"),

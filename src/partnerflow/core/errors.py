@@ -36,5 +36,16 @@ class Forbidden(PartnerflowError):
     code = "forbidden"
 
 
+# The tracker's HTTP refusals. Defined here, not in `web.tracker`: that module may run
+# compiled (`partnerflow.speedups`), and an exception class's `code` must stay a plain
+# class attribute.
+class BodyTooLarge(PartnerflowError):
+    code = "payload_too_large"
+
+
+class MethodNotAllowed(PartnerflowError):
+    code = "method_not_allowed"
+
+
 class InvalidTransition(PartnerflowError):
     code = "invalid_transition"

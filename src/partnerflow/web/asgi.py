@@ -11,8 +11,8 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from partnerflow.core.errors import PartnerflowError
-from partnerflow.web.tracker import STATUS_BY_CODE, BodyTooLarge, MethodNotAllowed, Reply
+from partnerflow.core.errors import BodyTooLarge, MethodNotAllowed, PartnerflowError
+from partnerflow.web.tracker import STATUS_BY_CODE, Reply
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

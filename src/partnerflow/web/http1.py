@@ -45,12 +45,12 @@ from urllib.parse import unquote
 
 import httptools
 
+from partnerflow.core.errors import MethodNotAllowed
 from partnerflow.storage.event_writer import DatabaseUnavailable
 from partnerflow.web.tracker import (
     EVENT_METHODS,
     INTERNAL_ERROR,
     NOT_FOUND,
-    MethodNotAllowed,
     Reply,
     Tracker,
     failure_reply,

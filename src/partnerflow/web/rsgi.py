@@ -13,12 +13,11 @@ import asyncio
 import logging
 from typing import Any
 
-from partnerflow.core.errors import PartnerflowError
+from partnerflow.core.errors import BodyTooLarge, MethodNotAllowed, PartnerflowError
 from partnerflow.web.tracker import (
     EVENT_METHODS,
     INTERNAL_ERROR,
     NOT_FOUND,
-    MethodNotAllowed,
     Reply,
     Tracker,
     error_reply,
@@ -59,8 +58,6 @@ class RsgiRequest:
         return str(value) if value is not None else None
 
     async def body(self) -> bytes:
-        from partnerflow.web.tracker import BodyTooLarge
-
         length = self._headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY:
             raise BodyTooLarge(f"request body larger than {MAX_BODY} bytes")

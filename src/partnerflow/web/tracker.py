@@ -27,9 +27,16 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Protocol
 
+from partnerflow import speedups
 from partnerflow.bootstrap import Services
 from partnerflow.caps.model import CapDecision
-from partnerflow.core.errors import Forbidden, InvalidInput, NotFound, PartnerflowError
+from partnerflow.core.errors import (
+    Forbidden,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PartnerflowError,
+)
 from partnerflow.core.ids import is_click_id
 from partnerflow.fraud.bots import BotVerdict, classify_user_agent
 from partnerflow.fraud.bots import warm_up as warm_up_bots
@@ -106,14 +113,6 @@ SCRIPT_HEADERS: Headers = [
     ("content-type", "application/javascript"),
     ("cache-control", "public, max-age=3600"),
 ]
-
-
-class BodyTooLarge(PartnerflowError):
-    code = "payload_too_large"
-
-
-class MethodNotAllowed(PartnerflowError):
-    code = "method_not_allowed"
 
 
 class TrackRequest(Protocol):
@@ -711,6 +710,7 @@ class Tracker:
                     "spool_pending": w.spool.pending,
                 },
                 "links_cached": len(self.lookup.snapshot.links),
+                "hot_path": speedups.STATUS,
             },
         )
 
