@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -97,7 +98,7 @@ def build(target: Path, work: Path) -> None:
             )  # fmt: skip
         finally:
             os.chdir(previous)
-        suffix = speedups.interpreter_tag().removeprefix(sys.implementation.cache_tag)
+        suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
         modules = {}
         for name in speedups.MODULES:
             file = Path(*name.split(".")).with_suffix("")

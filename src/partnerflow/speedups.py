@@ -31,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 # The compiled group: the click's path through the built-in server (docs/tracking.md).
 MODULES: tuple[str, ...] = (
@@ -59,9 +60,10 @@ def build_dir() -> Path | None:
 
 
 def interpreter_tag() -> str:
-    """What an extension module must have been built for."""
+    """What the build must have been made by: this exact interpreter version and ABI (mypyc's
+    runtime uses CPython internals, so not just any 3.11)."""
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    return f"{sys.implementation.cache_tag}{suffix}"
+    return f"{sys.implementation.cache_tag}-{sys.hexversion:08x}{suffix}"
 
 
 def source_path(module: str) -> Path:
@@ -89,29 +91,36 @@ class _CompiledFinder(importlib.abc.MetaPathFinder):
 
 
 def check_build(directory: Path) -> tuple[dict[str, Path] | None, str]:
-    """The files to load, or None and why not."""
+    """The files to load, or None and why not. Never raises: whatever is wrong with a build
+    means plain Python."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except FileNotFoundError:
         return None, "not built"
     except (OSError, ValueError) as exc:
         return None, f"unreadable build manifest ({exc})"
-    if not isinstance(manifest, dict) or manifest.get("interpreter") != interpreter_tag():
+    try:
+        return _files(directory, manifest)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return None, f"unreadable build manifest ({type(exc).__name__}: {exc})"
+
+
+def _files(directory: Path, manifest: Any) -> tuple[dict[str, Path] | None, str]:
+    if manifest.get("interpreter") != interpreter_tag():
         return None, "built for another interpreter: rebuild with ./scripts/setup"
-    modules = manifest.get("modules")
-    group = manifest.get("group")
-    if not isinstance(modules, dict) or set(modules) != set(MODULES) or not group:
+    modules = manifest["modules"]
+    if set(modules) != set(MODULES):
         return None, "built for another module list: rebuild with ./scripts/setup"
     files: dict[str, Path] = {}
-    for name, entry in modules.items():
+    for name in MODULES:
         try:
             current = source_digest(name)
         except OSError:
             return None, f"source of {name} missing"
-        if entry.get("sha256") != current:
+        if modules[name]["sha256"] != current:
             return None, f"stale ({name} changed since the build): rebuild with ./scripts/setup"
-        files[name] = directory / entry["file"]
-    files[str(group)] = directory / manifest["group_file"]
+        files[name] = directory / str(modules[name]["file"])
+    files[str(manifest["group"])] = directory / str(manifest["group_file"])
     if not all(f.is_file() for f in files.values()):
         return None, "build incomplete: rebuild with ./scripts/setup"
     return files, "compiled (mypyc)"
@@ -131,10 +140,11 @@ def install() -> str:
     if files is None:
         STATUS = f"plain Python ({why})"
         return STATUS
+    group = next(name for name in files if name not in MODULES)
     finder = _CompiledFinder(files)
     sys.meta_path.insert(0, finder)
     try:  # the shared library: a wrong or broken build fails here, before any member loads
-        importlib.import_module(str(json.loads((directory / MANIFEST).read_text())["group"]))
+        importlib.import_module(group)
     except Exception as exc:  # any failure means: run as plain Python
         sys.meta_path.remove(finder)
         STATUS = f"plain Python (the build does not load: {exc})"

@@ -3,6 +3,7 @@ sources and the interpreter, all of its modules or none, and never breaks an imp
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ GROUP = "abc123__mypyc"
 
 def _build(directory: Path, **changes: object) -> Path:
     """A build directory whose manifest matches the current sources (files are stand-ins)."""
-    suffix = speedups.interpreter_tag().removeprefix(sys.implementation.cache_tag)
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     modules = {}
     for name in speedups.MODULES:
         file = Path(*name.split(".")).with_suffix("")
@@ -49,6 +50,28 @@ def test_no_build_or_a_broken_manifest_means_plain_python(tmp_path: Path) -> Non
     assert speedups.check_build(tmp_path) == (None, "not built")
     (tmp_path / speedups.MANIFEST).write_text("{not json")
     files, why = speedups.check_build(tmp_path)
+    assert files is None and why.startswith("unreadable build manifest")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"modules": ["partnerflow.web.http1"]},
+        {"modules": None},
+        {"group": None, "group_file": None},
+        {"interpreter": None, "modules": {}},
+    ],
+)
+def test_a_malformed_manifest_means_plain_python_never_an_error(
+    tmp_path: Path, broken: dict[str, object]
+) -> None:
+    files, _why = speedups.check_build(_build(tmp_path, **broken))
+    assert files is None
+    build = _build(tmp_path / "entry")
+    manifest = json.loads((build / speedups.MANIFEST).read_text())
+    del manifest["modules"]["partnerflow.core.ids"]["file"]
+    (build / speedups.MANIFEST).write_text(json.dumps(manifest))
+    files, why = speedups.check_build(build)
     assert files is None and why.startswith("unreadable build manifest")
 
 
