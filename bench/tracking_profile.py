@@ -94,7 +94,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     )
     svc = build(settings)
     svc.migrate()
-    p = create_program(svc.uow(), svc.clock, CreateProgram(slug="p", name="P", brand="P"), "b")
+    # A EUR program, as bench/tracking_seed.py seeds it: the EUR postbacks below are priced
+    # (CPS 10%) and booked in the ledger, not left unpriced for want of an exchange rate.
+    p = create_program(
+        svc.uow(), svc.clock, CreateProgram(slug="p", name="P", brand="P", currency="EUR"), "b"
+    )
     o = create_offer(
         svc.uow(), svc.clock,
         CreateOffer(program_id=p.id, name="S", landing_url="https://shop.example.com/l",
