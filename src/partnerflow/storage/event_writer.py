@@ -73,7 +73,7 @@ from partnerflow.storage.ledger import ledger_lock_key, txn_id_for
 from partnerflow.storage.outbox import (
     commission_created_payload,
     conversion_payload,
-    new_event_id,
+    new_event_ids,
 )
 from partnerflow.storage.rollups import fold_events, late_events
 from partnerflow.storage.scheduling import yield_to_requests
@@ -118,6 +118,9 @@ IMPRESSION_COLUMNS: Final = (
 _TABLES: Final = {"clicks": CLICK_COLUMNS, "impressions": IMPRESSION_COLUMNS}
 _CLICK, _IMPRESSION, _CONVERSION, _STOP = 1, 2, 3, 4
 RETRY_SECONDS: Final = 1.0
+# Outbox payloads: `json.dumps(payload, separators=...)` builds a JSONEncoder per call; one
+# shared encoder (it keeps no state between calls) gives the same text.
+_PAYLOAD_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 class _Batch:
@@ -1013,14 +1016,16 @@ class EventWriter:
                  int, int | None]]) -> None:  # fmt: skip
         """Outbox rows in the conversion's transaction (see storage.outbox)."""
         self._wrote = True
+        stamp = self.sql.ts(now)
         cur.executemany(
             self._outbox_sql,
             [
-                (new_event_id(), kind, program_id, partner_id,
-                 json.dumps(payload, separators=(",", ":")), self.sql.ts(now))
-                for kind, payload, program_id, partner_id in events
+                (event_id, kind, program_id, partner_id, _PAYLOAD_JSON.encode(payload), stamp)
+                for event_id, (kind, payload, program_id, partner_id) in zip(
+                    new_event_ids(len(events)), events, strict=True
+                )
             ],
-        )  # fmt: skip
+        )
 
     def _publish_created(
         self,
@@ -1034,19 +1039,20 @@ class EventWriter:
     ) -> None:
         pid, partner = conversion.program_id, conversion.partner_id
         text = money_text(commission.amount) if commission is not None else None
+        created = conversion_payload(conversion, text, explanation, sub_ids)
         events: list[tuple[str, dict[str, Any], int, int | None]] = [
-            (CONVERSION_CREATED, conversion_payload(conversion, text, explanation, sub_ids),
-             pid, partner),
-        ]  # fmt: skip
+            (CONVERSION_CREATED, created, pid, partner),
+        ]
         if commission is not None:
             events.append(
                 (COMMISSION_CREATED, commission_created_payload(conversion, commission,
                  explanation), pid, partner)
             )  # fmt: skip
         if flags is not None:
+            # The same conversion object plus its flags (payloads are encoded, never changed).
             events.append(
-                (CONVERSION_FLAGGED, {"conversion": {**conversion_payload(conversion, text,
-                 explanation, sub_ids)["conversion"], "flags": flags}}, pid, partner)
+                (CONVERSION_FLAGGED, {"conversion": {**created["conversion"], "flags": flags}},
+                 pid, partner)
             )  # fmt: skip
         self._publish(cur, now, events)
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from partnerflow import speedups
 from partnerflow.bootstrap import Services
@@ -125,8 +125,12 @@ class TrackRequest(Protocol):
     async def body(self) -> bytes: ...
 
 
+# `json.dumps(data, separators=..., ensure_ascii=False)` built an encoder per reply.
+_REPLY_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def json_reply(status: int, data: Any, headers: Headers | None = None) -> Reply:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    body = _REPLY_JSON.encode(data).encode()
     return status, [JSON_TYPE, NO_STORE, *(headers or ())], body
 
 

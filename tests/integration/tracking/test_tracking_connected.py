@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
@@ -389,6 +390,31 @@ async def test_a_conversion_seconds_after_its_click_is_flagged_and_held(
     ]  # fmt: skip
     assert ledger(services)[0][:2] == ("commission", "pending")
     assert Decimal(body["commission"]) == Decimal("10.00")
+
+
+async def test_outbox_payloads_are_compact_json_and_the_flagged_event_repeats_the_created_one(
+    services: Services, world: World, tracker: Tracker
+) -> None:
+    location = (await tracker.click(sub1="zoë", sub2="a b")).headers["location"]
+    click_id = parse_qs(urlsplit(location).query)["click_id"][0]
+    await tracker.postback(token=world.program.postback_token, order_id="J-1", amount="100",
+                           click_id=click_id, customer_id="kundin-ü")  # fmt: skip
+    with services.engine.connect() as conn:
+        stored = [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT event_id, event_type, CAST(payload AS TEXT) FROM outbox_events ORDER BY id"
+        )]  # fmt: skip
+    assert [kind for _, kind, _ in stored] == [
+        "conversion.created", "commission.created", "conversion.flagged"
+    ]  # fmt: skip
+    assert len({event_id for event_id, _, _ in stored}) == 3
+    assert all(re.fullmatch(r"evt_[0-9a-f]{24}", event_id) for event_id, _, _ in stored)
+    # The text json.dumps(payload, separators=(",", ":")) wrote, non-ASCII escaped.
+    for _, _, text in stored:
+        assert text == json.dumps(json.loads(text), separators=(",", ":"))
+    created, flagged = (json.loads(stored[n][2])["conversion"] for n in (0, 2))
+    assert created["sub_ids"] == {"sub1": "zoë", "sub2": "a b"}
+    assert "\\u00eb" in stored[0][2] and created["customer_id"] == "kundin-ü"
+    assert flagged == {**created, "flags": "ctit_injection"}
 
 
 @pytest.mark.redis

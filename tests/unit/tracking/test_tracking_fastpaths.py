@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partnerflow.core.ids import click_id_time_ms, is_click_id, new_click_id
 from partnerflow.storage.counters import MemoryCounters
-from partnerflow.storage.event_writer import sqlite_timestamp
+from partnerflow.storage.event_writer import _PAYLOAD_JSON, sqlite_timestamp
+from partnerflow.storage.outbox import new_event_id, new_event_ids
 from partnerflow.tracking.clicks import append_params, landing_parts
 from partnerflow.web.rsgi import peer_ip
-from partnerflow.web.tracker import TrustedProxies
+from partnerflow.web.tracker import TrustedProxies, json_reply
 
 
 @settings(max_examples=200, deadline=None)
@@ -30,6 +34,33 @@ def test_click_ids_keep_their_format_time_and_uniqueness() -> None:
     assert len(set(ids)) == 2000
     assert all(is_click_id(i) and click_id_time_ms(i) == 1_700_000_000_123 for i in ids)
     assert {i[:10] for i in ids} == {ids[0][:10]}
+
+
+def test_event_ids_read_together_look_like_ids_read_one_by_one() -> None:
+    together = [event_id for _ in range(1000) for event_id in new_event_ids(3)]
+    ids = [*together, *(new_event_id() for _ in range(100))]
+    assert len(set(ids)) == 3100
+    assert all(re.fullmatch(r"evt_[0-9a-f]{24}", event_id) for event_id in ids)
+    assert len(new_event_ids(1)) == 1 and new_event_ids(0) == []
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=24,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES)
+def test_the_shared_json_encoders_write_what_json_dumps_wrote(payload: Any) -> None:
+    assert _PAYLOAD_JSON.encode(payload) == json.dumps(payload, separators=(",", ":"))
+    assert (
+        json_reply(200, payload)[2]
+        == json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    )
 
 
 @settings(max_examples=200, deadline=None)
