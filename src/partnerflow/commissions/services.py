@@ -29,11 +29,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from partnerflow.commissions import ledger as pure_ledger
 from partnerflow.commissions.ledger import Entry
-from partnerflow.commissions.model import EntryKind, LedgerBucket
+from partnerflow.commissions.model import CommissionPlan, EntryKind, LedgerBucket
 from partnerflow.commissions.plans import (
     CommissionResult,
     ConversionContext,
@@ -339,26 +340,64 @@ def _tier_period(version: PlanVersion, partner_id: int) -> TierPeriod:
     return TierPeriod.MONTH
 
 
-def _simple_price(
-    plan_data: Mapping[str, Any], program: ProgramTerms, conv: ConversionInput, value: Money
-) -> Priced:
-    simple = parse_simple_plan(dict(plan_data), program.currency)
-    label = f"offer {conv.offer_id}'s simple plan ({describe_plan(simple)})"
+# An offer's simple plan, its description and its one-rule version (None: not expressible).
+_SimpleTerms = tuple[CommissionPlan, str, PlanVersion | None]
+
+
+def _parse_simple(data: dict[str, Any], currency: str) -> _SimpleTerms:
+    simple = parse_simple_plan(data, currency)
+    described = describe_plan(simple)
     try:
-        version = from_simple_plan(simple, program.currency)
+        version: PlanVersion | None = from_simple_plan(simple, currency)
     except InvalidInput:
+        version = None  # a flat amount in another currency than the program's
+    return simple, described, version
+
+
+@lru_cache(maxsize=1024)
+def _parsed_simple(currency: str, fields: tuple[tuple[str, type, Any], ...]) -> _SimpleTerms:
+    return _parse_simple({name: value for name, _, value in fields}, currency)
+
+
+def _simple_terms(plan_data: Mapping[str, Any], currency: str) -> _SimpleTerms:
+    """An offer's simple plan parsed, described and turned into a version: the same for the
+    same data (the parsed objects are frozen), so parsed once per plan and currency rather
+    than for every conversion (~10 µs). Keyed by each value's type too, since 10, 10.0 and
+    True == 1 hash alike but do not parse alike; an unhashable value (which no valid plan
+    has) is parsed every time, so it is refused exactly as before."""
+    fields = tuple((name, type(value), value) for name, value in plan_data.items())
+    try:
+        hash(fields)
+    except TypeError:
+        return _parse_simple(dict(plan_data), currency)
+    return _parsed_simple(currency, fields)
+
+
+def _simple_price(
+    plan_data: Mapping[str, Any],
+    program: ProgramTerms,
+    conv: ConversionInput,
+    value: Money,
+    notes: list[str],
+    fx: Converted | None,
+) -> Priced:
+    simple, described, version = _simple_terms(plan_data, program.currency)
+    label = f"offer {conv.offer_id}'s simple plan ({described})"
+    if version is None:
         # A flat amount in another currency than the program's: keep the old behaviour.
         old = commission_for(simple, conv.event_type, value)
         if old is None:
-            return Priced(None, f"{label} does not pay for {conv.event_type}", "none")
-        return Priced(old.amount, f"{label}: {old.explanation}", "offer simple plan")
+            text = f"{label} does not pay for {conv.event_type}"
+            return Priced(None, "; ".join([*notes, text]), "none", fx=fx)
+        text = f"{label}: {old.explanation}"
+        return Priced(old.amount, "; ".join([*notes, text]), "offer simple plan", fx=fx)
     ctx = ConversionContext(event=conv.event_type, at=conv.at, partner_id=conv.partner_id,
                             order_value=value, offer_id=conv.offer_id)  # fmt: skip
     result = compute(version, ctx)
-    text = result.explanation.replace(f"plan {version.label()}", label, 1)
+    text = "; ".join([*notes, result.explanation.replace(f"plan {version.label()}", label, 1)])
     if result.rule_id is None:
-        return Priced(None, text, "none")
-    return Priced(result.amount, text, "offer simple plan", None, None, result.rule_id)
+        return Priced(None, text, "none", fx=fx)
+    return Priced(result.amount, text, "offer simple plan", None, None, result.rule_id, fx)
 
 
 def commission_for_conversion(
@@ -408,8 +447,7 @@ def commission_for_conversion(
     if found is None:
         if simple_plan is None:
             return Priced(None, "; ".join([*notes, "no commission plan in force"]), "none")
-        priced = _simple_price(simple_plan, program, conv, value)
-        return replace(priced, explanation="; ".join([*notes, priced.explanation]), fx=fx)
+        return _simple_price(simple_plan, program, conv, value, notes, fx)
     source, version = found
     start = period_start(at, _tier_period(version, conv.partner_id))
     period_count = 1 + facts.period_count(
