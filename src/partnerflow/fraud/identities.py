@@ -92,8 +92,19 @@ class Identity:
         }
 
 
+def _blank(identity: Identity) -> bool:
+    return not (
+        identity.emails or identity.ips or identity.customer_ids or identity.payment_ids
+        or identity.phones or identity.domains
+    )  # fmt: skip
+
+
 def shared_identifiers(first: Identity, second: Identity) -> tuple[str, ...]:
     """Kinds of identifier the two identities share, in a stable order ("e-mail", "IP", ...)."""
+    if _blank(first) or _blank(second):
+        # Nothing to share; the tracker scores conversions with no identities at all, and
+        # normalising twelve empty sets cost ~5 µs of a flagged conversion.
+        return ()
     mine = first.keys()
     theirs = second.keys()
     return tuple(kind for kind, values in mine.items() if values & theirs[kind])

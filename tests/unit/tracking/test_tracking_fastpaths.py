@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partnerflow.core.ids import click_id_time_ms, is_click_id, new_click_id
+from partnerflow.fraud.identities import Identity, shared_identifiers
 from partnerflow.storage.counters import MemoryCounters
 from partnerflow.storage.event_writer import _PAYLOAD_JSON, sqlite_timestamp
 from partnerflow.storage.outbox import new_event_id, new_event_ids
@@ -61,6 +62,20 @@ def test_the_shared_json_encoders_write_what_json_dumps_wrote(payload: Any) -> N
         json_reply(200, payload)[2]
         == json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     )
+
+
+def _some(*values: str) -> st.SearchStrategy[tuple[str, ...]]:
+    return st.lists(st.sampled_from(values), max_size=2).map(tuple)
+
+
+@given(
+    st.builds(Identity, emails=_some("a@x.com", "A@x.com", " "), ips=_some("10.0.0.1", "")),
+    st.builds(Identity, emails=_some("a@x.com"), ips=_some("10.0.0.1", "10.0.0.2")),
+)
+def test_shared_identifiers_of_a_blank_identity_are_none(first: Identity, second: Identity) -> None:
+    assert shared_identifiers(first, Identity()) == shared_identifiers(Identity(), first) == ()
+    reference = tuple(kind for kind, values in first.keys().items() if values & second.keys()[kind])
+    assert shared_identifiers(first, second) == reference
 
 
 @settings(max_examples=200, deadline=None)
