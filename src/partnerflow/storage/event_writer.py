@@ -213,6 +213,7 @@ class _Sql:
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
         self.statements: dict[str, str] = {}
+        self._last_ts: tuple[datetime | None, str] = (None, "")
 
     def __call__(self, sql: str) -> str:
         if self.sqlite:
@@ -223,7 +224,15 @@ class _Sql:
         return cached
 
     def ts(self, value: datetime) -> Any:
-        return sqlite_timestamp(value) if self.sqlite else value
+        if not self.sqlite:
+            return value
+        # A conversion stamps its row, its ledger entry and its events with one `now`:
+        # formatted once (one tuple: read and replaced atomically).
+        last, text = self._last_ts
+        if last is not value:
+            text = sqlite_timestamp(value)
+            self._last_ts = (value, text)
+        return text
 
 
 class EventWriter:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from partnerflow.core.ids import click_id_time_ms, is_click_id, new_click_id
 from partnerflow.fraud.identities import Identity, shared_identifiers
 from partnerflow.storage.counters import MemoryCounters
-from partnerflow.storage.event_writer import _PAYLOAD_JSON, sqlite_timestamp
+from partnerflow.storage.event_writer import _PAYLOAD_JSON, _Sql, sqlite_timestamp
 from partnerflow.storage.outbox import new_event_id, new_event_ids
 from partnerflow.tracking.clicks import append_params, landing_parts
 from partnerflow.web.rsgi import peer_ip
@@ -28,6 +28,22 @@ from partnerflow.web.tracker import TrustedProxies, json_reply
 def test_sqlite_timestamp_is_the_strftime_text(moment: datetime, hours: int) -> None:
     local = moment.astimezone(timezone(timedelta(hours=hours)))
     assert sqlite_timestamp(local) == f"{moment:%Y-%m-%d %H:%M:%S.%f}"
+
+
+@given(
+    st.lists(
+        st.datetimes(datetime(2000, 1, 1), datetime(2200, 1, 1),
+                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))])),
+        min_size=1, max_size=6,
+    )
+)  # fmt: skip
+def test_the_writers_timestamps_are_sqlite_timestamp_even_when_reused(
+    moments: list[datetime],
+) -> None:
+    sql = _Sql("sqlite")
+    for moment in [*moments, *moments[:2], *reversed(moments)]:
+        assert sql.ts(moment) == sql.ts(moment) == sqlite_timestamp(moment)
+    assert _Sql("postgresql").ts(moments[0]) is moments[0]
 
 
 def test_click_ids_keep_their_format_time_and_uniqueness() -> None:
