@@ -42,9 +42,6 @@ class Settings(BaseSettings):
     # next batch (`storage.wal_sync`), instead of inside each commit: same durability, more
     # clicks per second on one core (docs/performance.md).
     sqlite_sync_thread: bool = True
-    # The tracker writer's threads (writer, WAL sync, checkpoints) run SCHED_BATCH on Linux:
-    # they do not preempt the event loop when they wake (`storage.scheduling`).
-    writer_batch_scheduling: bool = True
     # Visitors' repeat clicks on the same link inside this window are not unique.
     unique_click_window_seconds: int = Field(default=86_400, ge=1)
     # Outgoing e-mail (password resets, announcements). Without smtp_host, mail is kept in

@@ -76,7 +76,6 @@ from partnerflow.storage.outbox import (
     new_event_ids,
 )
 from partnerflow.storage.rollups import fold_events, late_events
-from partnerflow.storage.scheduling import yield_to_requests
 from partnerflow.storage.spool import Spool, release_orphan, take_orphan
 from partnerflow.storage.tracking_caps import ConversionCapStore, Execute, conversion_verdict
 from partnerflow.storage.tracking_lookup import OfferInfo, ProgramInfo, TrackingLookup
@@ -247,7 +246,6 @@ class EventWriter:
         pricing: PricingCache | None = None,
         cap_store: ConversionCapStore | None = None,
         sync_thread: bool = False,
-        batch_scheduling: bool = True,
     ) -> None:
         self.engine = engine
         self.lookup = lookup
@@ -258,22 +256,13 @@ class EventWriter:
         self.spool = Spool(spool_dir)
         self.sql = _Sql(engine.dialect.name)
         # SQLite: checkpoints run beside the writer, never inside its commits (p99).
-        # The writer's threads do not preempt the event loop (`storage.scheduling`).
-        self.batch_scheduling = batch_scheduling
-        self.checkpointer = (
-            WalCheckpointer(engine, batch_scheduling=batch_scheduling) if self.sql.sqlite else None
-        )
+        self.checkpointer = WalCheckpointer(engine) if self.sql.sqlite else None
         # SQLite FULL/EXTRA with `sync_thread`: the WAL fsync runs beside the next batch
         # (`storage.wal_sync`); `_sync_level` is the level the writer's connection is restored
         # to, when in use. Without it each commit fsyncs inside COMMIT, as configured.
         database = engine.url.database if self.sql.sqlite else None
         self.syncer = (
-            WalSyncer(
-                Path(f"{database}-wal"),
-                self._settle,
-                DatabaseUnavailable,
-                batch_scheduling=batch_scheduling,
-            )
+            WalSyncer(Path(f"{database}-wal"), self._settle, DatabaseUnavailable)
             if sync_thread and database and database != ":memory:"
             else None
         )
@@ -451,8 +440,6 @@ class EventWriter:
         return taken
 
     def _run(self) -> None:
-        if self.batch_scheduling:
-            yield_to_requests()
         self._try_database()
         while True:
             timeout = RETRY_SECONDS if (self.degraded or self.spool.pending) else None

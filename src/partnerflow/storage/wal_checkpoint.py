@@ -33,8 +33,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from partnerflow.storage.scheduling import yield_to_requests
-
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.1  # seconds between background checkpoints
@@ -51,10 +49,8 @@ class WalCheckpointer:
         *,
         interval: float = INTERVAL,
         restart_frames: int = RESTART_FRAMES,
-        batch_scheduling: bool = True,
     ) -> None:
         self.engine = engine
-        self.batch_scheduling = batch_scheduling
         self.interval = interval
         self.restart_frames = restart_frames
         self.restart_wanted = False
@@ -99,8 +95,6 @@ class WalCheckpointer:
             log.warning("WAL checkpoint on the writer's connection failed: %s", exc)
 
     def _run(self) -> None:
-        if self.batch_scheduling:
-            yield_to_requests()
         fairy: Any = None
         try:
             while not self._stop.wait(self.interval):

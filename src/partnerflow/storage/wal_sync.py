@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from partnerflow.storage.scheduling import yield_to_requests
-
 log = logging.getLogger(__name__)
 
 Settle = Callable[[Any, BaseException | None], None]
@@ -43,16 +41,8 @@ Settle = Callable[[Any, BaseException | None], None]
 class WalSyncer:
     """One per tracker writer whose database is SQLite with synchronous FULL or EXTRA."""
 
-    def __init__(
-        self,
-        wal_path: Path,
-        settle: Settle,
-        error: Callable[[str], BaseException],
-        *,
-        batch_scheduling: bool = True,
-    ) -> None:
+    def __init__(self, wal_path: Path, settle: Settle, error: Callable[[str], BaseException]):
         self.wal_path = wal_path
-        self.batch_scheduling = batch_scheduling
         self._settle = settle
         self._error = error
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -100,8 +90,6 @@ class WalSyncer:
         self.syncs += 1
 
     def _run(self) -> None:
-        if self.batch_scheduling:
-            yield_to_requests()
         stopping = False
         while not stopping:
             first = self._q.get()

@@ -334,7 +334,6 @@ class Tracker:
             max_batch=settings.writer_max_batch,
             cap_store=services.conversion_cap_store(),
             sync_thread=settings.sqlite_sync_thread,
-            batch_scheduling=settings.writer_batch_scheduling,
         )
         self.unique_window = settings.unique_click_window_seconds
         self.secure_cookies = settings.public_base_url.startswith("https://")
