@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from partnerflow.bootstrap import build
+from partnerflow.bootstrap import Services, build
 from partnerflow.config import Settings
 from partnerflow.partners.services import CreatePartner, create_partner
+from partnerflow.programs.model import Program
 from partnerflow.programs.services import CreateOffer, CreateProgram, create_offer, create_program
 from partnerflow.tracking.services import CreateLink, create_link
 from partnerflow.web.app import create_app
@@ -86,16 +87,10 @@ class _RSGIProtocol:
         self.statuses.append(status)
 
 
-async def run(args: argparse.Namespace, tmp: Path) -> None:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'p.db'}",
-        spool_dir=tmp / "spool",
-        secret_key="profile-secret",  # type: ignore[arg-type]
-    )
-    svc = build(settings)
-    svc.migrate()
-    # A EUR program, as bench/tracking_seed.py seeds it: the EUR postbacks below are priced
-    # (CPS 10%) and booked in the ledger, not left unpriced for want of an exchange rate.
+def seed_program(svc: Services) -> Program:
+    """A EUR program with a CPS 10% offer, an active partner and the link `lnk`, as
+    bench/tracking_seed.py seeds it: the EUR postbacks are priced and booked in the ledger,
+    not left unpriced for want of an exchange rate (also bench/writer_conversions.py's)."""
     p = create_program(
         svc.uow(), svc.clock, CreateProgram(slug="p", name="P", brand="P", currency="EUR"), "b"
     )
@@ -109,6 +104,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         CreatePartner(program_id=p.id, name="A", email="a@example.com", status="active"), "b",
     )  # fmt: skip
     create_link(svc.uow(), svc.clock, CreateLink(partner_id=pa.id, offer_id=o.id, code="lnk"), "b")
+    return p
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp / 'p.db'}",
+        spool_dir=tmp / "spool",
+        secret_key="profile-secret",  # type: ignore[arg-type]
+    )
+    svc = build(settings)
+    svc.migrate()
+    p = seed_program(svc)
     app = create_app(svc, tracking_only=True)
     await app.startup()
     statuses: list[int] = []

@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from tracking_profile import seed_program
 
 from partnerflow.bootstrap import build
 from partnerflow.config import Settings
 from partnerflow.core.clock import FixedClock
-from partnerflow.partners.services import CreatePartner, create_partner
-from partnerflow.programs.services import CreateOffer, CreateProgram, create_offer, create_program
 from partnerflow.tracking.postbacks import parse_postback
-from partnerflow.tracking.services import CreateLink, create_link
 from partnerflow.web.app import create_app
 
 BATCH = 32
@@ -46,19 +44,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     # Conversions 0 s after their click: flagged, like the harness's and the wrk bench's.
     svc = build(settings, clock=FixedClock(datetime(2026, 12, 7, 12, tzinfo=UTC)))
     svc.migrate()
-    p = create_program(
-        svc.uow(), svc.clock, CreateProgram(slug="p", name="P", brand="P", currency="EUR"), "b"
-    )
-    o = create_offer(
-        svc.uow(), svc.clock,
-        CreateOffer(program_id=p.id, name="S", landing_url="https://shop.example.com/l",
-                    commission_plan={"type": "cps", "percent": "10"}), "b",
-    )  # fmt: skip
-    pa = create_partner(
-        svc.uow(), svc.clock,
-        CreatePartner(program_id=p.id, name="A", email="a@example.com", status="active"), "b",
-    )  # fmt: skip
-    create_link(svc.uow(), svc.clock, CreateLink(partner_id=pa.id, offer_id=o.id, code="lnk"), "b")
+    p = seed_program(svc)
     app = create_app(svc, tracking_only=True)
     await app.startup()
 
@@ -119,6 +105,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--warm", type=int, default=1000)
     args = parser.parse_args()
+    if min(args.conversions, args.warm) < BATCH or args.repeat < 1:
+        parser.error(f"--conversions and --warm take at least {BATCH} (one batch), --repeat 1")
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run(args, Path(tmp)))
 
