@@ -1,7 +1,7 @@
 """The tracker's hot path compiled to C with mypyc, when a build of it matches the sources.
 
 Why: a click's own Python (the server's framing, the handler, the counters, the ids) is
-most of its CPU; compiled by mypyc from these same type-checked modules it costs ~20% less
+most of its CPU; compiled by mypyc from these same type-checked modules it costs 20-30% less
 per click (docs/performance.md). The build is optional — a fresh machine with only Python
 and git runs the very same modules as plain Python — and is made by `./scripts/setup`
 (`scripts/build_speedups.py`) when a C compiler and the Python headers are there.
