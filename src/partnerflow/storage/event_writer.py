@@ -988,13 +988,9 @@ class EventWriter:
         converted = priced.fx.converted.amount if priced and priced.fx else None
         payout = priced.amount if priced and priced.amount else None
         rid = cap_reservation_id(program.id, pb.order_id)
-        if self.cap_store.redis is not None:
-            # The conversion row was inserted just now (and is locked until this batch
-            # ends), so a Redis reservation under its id can only be an attempt's that never
-            # committed: a tracker killed between its reservation and its commit. Its sender
-            # retries, and reserving again would count the order twice (and leak the first
-            # charge, which no refund gives back): give the leftover back first.
-            self.cap_store.release(self._execute(cur), rid)
+        # The conversion row was inserted just now (and is locked until this batch ends):
+        # `conversion_verdict` gives back a Redis reservation a killed tracker left under its
+        # id before reserving.
         verdict = conversion_verdict(
             self.cap_store, rules, self._execute(cur), self.sql.ts,
             program_id=program.id, tz=program.timezone, offer_id=touch.offer_id,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from partnerflow.core.ids import ClickId, ConversionId, LinkId, OfferId, PartnerId, ProgramId
 from partnerflow.core.money import Money
@@ -88,7 +89,11 @@ class SqlConversions:
         ).first()
         return _conversion(row) if row else None
 
-    def add(self, conversion: Conversion) -> Conversion:
+    def add(self, conversion: Conversion) -> Conversion | None:
+        """Insert the conversion; None when its program already has one with this order id.
+        A second transaction adding the same order waits (PostgreSQL: on the unique index;
+        SQLite: on the write lock) until the first ends, so the row is this transaction's
+        until it ends: what it reserves under the order's id cannot be anyone else's."""
         values = {
             "created_at": conversion.created_at,
             "program_id": conversion.program_id,
@@ -106,9 +111,26 @@ class SqlConversions:
             "is_flagged": conversion.is_flagged,
             "flags": conversion.flags,
         }
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         new_id = self.conn.execute(
-            t.conversions.insert().values(values).returning(t.conversions.c.id)
-        ).scalar_one()
+            dialect.insert(t.conversions)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["program_id", "order_id"])
+            .returning(t.conversions.c.id)
+        ).scalar_one_or_none()
+        if new_id is None:
+            return None
         found = self.get(ConversionId(new_id))
+        assert found is not None
+        return found
+
+    def reject(self, conversion_id: ConversionId, flags: str | None) -> Conversion:
+        """Mark a conversion just added as rejected (over a hard cap), with its flags."""
+        self.conn.execute(
+            update(t.conversions)
+            .where(t.conversions.c.id == conversion_id)
+            .values(status=ConversionStatus.REJECTED.value, flags=flags)
+        )
+        found = self.get(conversion_id)
         assert found is not None
         return found

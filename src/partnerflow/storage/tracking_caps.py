@@ -15,9 +15,11 @@ transaction. With Redis the reservation is the counter's atomic script, under th
 Redis is not part of the SQL transaction, so in a unit of work (`SqlConversionCaps`) its side
 effects follow the transaction by hand, as the tracker's writer does for its batches: a
 release is only checked (is there a reservation?) and runs after the commit; a reservation
-made in a transaction that rolls back is released. A reinstated conversion (fraud review
-undone) takes its room back under the same id, counted even past a full hard cap: the
-overshoot becomes a cap alert (`overshoot_alert`).
+made in a transaction that rolls back is released. Both paths write the conversion's row
+before they reserve, so a Redis reservation found under its id then is a leftover of an
+attempt killed before its commit: it is replaced, never counted twice (`conversion_verdict`).
+A reinstated conversion (fraud review undone) takes its room back under the same id,
+counted even past a full hard cap: the overshoot becomes a cap alert (`overshoot_alert`).
 
 Statements take '?' placeholders and run through an `Execute` callable, so the writer's raw
 DBAPI cursor and a SQLAlchemy connection (the use case) share one implementation.
@@ -233,7 +235,16 @@ def conversion_verdict(
     alerts: list[tuple[CapAlert, CapRule]] | None = None,
 ) -> CapVerdict:
     """Reserve a conversion against `rules` (the program's active caps); alerts crossed are
-    appended to `alerts` for the caller to store after its commit."""
+    appended to `alerts` for the caller to store after its commit.
+
+    The caller has just inserted the conversion's row in its open transaction (the tracker's
+    writer, `record_conversion`), and holds it until the transaction ends: a concurrent
+    attempt at the same order waits on that row and then finds it, so it never reserves.
+    A Redis reservation already under `reservation_id` (outside any transaction) can thus
+    only be a leftover of an attempt that never committed: a process killed between its
+    reservation and its commit. Its sender retries, and reserving again would count the
+    order twice (and leak the first charge, which no refund gives back): the leftover is
+    given back first. (SQL reservations went with the killed attempt's transaction.)"""
     if not rules:
         return ALLOWED
     event = CapEvent(
@@ -248,6 +259,8 @@ def conversion_verdict(
     charges = charges_for(rules.values(), event, tz)
     if not charges:
         return ALLOWED
+    if store.redis is not None:
+        store.release(execute, reservation_id)  # a killed attempt's leftover, if any
     outcome = store.reserve(execute, ts, charges, reservation_id, at)
     decision: CapDecision = decide(rules, outcome, event)
     if alerts is not None:

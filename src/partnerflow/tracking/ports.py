@@ -10,7 +10,7 @@ from typing import Protocol, Self
 from partnerflow.commissions.model import LedgerEntry
 from partnerflow.commissions.ports import ConversionFactsRepository, PlanRepository, RateRepository
 from partnerflow.core.audit import AuditLog
-from partnerflow.core.ids import ClickId, PartnerId, ProgramId
+from partnerflow.core.ids import ClickId, ConversionId, PartnerId, ProgramId
 from partnerflow.partners.ports import PartnerRepository
 from partnerflow.programs.ports import OfferRepository, ProgramRepository
 from partnerflow.tracking.conversions import CapVerdict
@@ -39,7 +39,15 @@ class ClickRepository(Protocol):
 
 class ConversionRepository(Protocol):
     def by_order(self, program_id: ProgramId, order_id: str) -> Conversion | None: ...
-    def add(self, conversion: Conversion) -> Conversion: ...
+    def add(self, conversion: Conversion) -> Conversion | None:
+        """Store a new conversion; None when the program already has this order id (a
+        concurrent record of the same order committed first). The row stays this
+        transaction's until it ends: a second one adding the same order waits for it."""
+        ...
+
+    def reject(self, conversion_id: ConversionId, flags: str | None) -> Conversion:
+        """Mark a conversion added in this transaction rejected (over a hard cap)."""
+        ...
 
 
 class LedgerRepository(Protocol):
@@ -62,7 +70,11 @@ class ConversionCaps(Protocol):
         payout: Decimal,
         reservation_id: str,
     ) -> CapVerdict:
-        """Reserve the conversion's share of every matching cap (all or none)."""
+        """Reserve the conversion's share of every matching cap (all or none), under
+        `reservation_id`. Call it once the conversion's row is added in this transaction:
+        a reservation then found under that id can only be left by an attempt that never
+        committed (a process killed between its reservation and its commit), and is
+        replaced, not counted twice."""
         ...
 
     def release(self, reservation_id: str) -> bool:

@@ -4,8 +4,10 @@
 postback token, attribute (click id, then coupon), refuse duplicates by order id, price it
 with the commission engine (the versioned plan in force, else the offer's simple plan;
 order values in another currency converted with the stored rate), score it for fraud
-(a flagged conversion's commission stays pending), reserve it against the program's caps
-(over a hard cap: recorded, rejected, no commission) and append the pending ledger entry.
+(a flagged conversion's commission stays pending), write it, reserve it against the
+program's caps (over a hard cap: rejected, no commission) and append the pending ledger
+entry. The row comes before the reservation so that a retry after a crash, or the same order
+recorded twice at once, leaves one conversion holding one reservation (`ConversionCaps`).
 The tracker's batched writer applies the same rules (`tracking.conversions`).
 """
 
@@ -279,25 +281,10 @@ def record_conversion(
         else:
             notes.append("not attributed to a partner")
 
-        if partner_id is not None and status is ConversionStatus.PENDING:
-            converted = priced.fx.converted.amount if priced and priced.fx else None
-            verdict = uow.conversion_caps.reserve(
-                program_id=program.id,
-                offer_id=offer_id,
-                partner_id=partner_id,
-                at=now,
-                revenue=cap_revenue(amount, currency, program.currency, converted),
-                payout=commission.amount
-                if commission is not None and commission.currency == program.currency
-                else Decimal(0),
-                reservation_id=cap_reservation_id(program.id, order_id),
-            )
-            if not verdict.allowed:
-                status = ConversionStatus.REJECTED
-                commission = None
-                flags = flags_text(flags, verdict.flag)
-                notes.append(verdict.reason or "over a hard cap: not payable")
-
+        # The row first, then the caps (as the tracker's writer does): a concurrent record
+        # of the same order waits on the row and then finds it, so it never reserves; and a
+        # reservation under this order's id found now can only be a leftover of an attempt
+        # killed before its commit, which the reservation replaces.
         conversion = uow.conversions.add(
             Conversion(
                 id=ConversionId(0),
@@ -318,6 +305,29 @@ def record_conversion(
                 flags=flags,
             )
         )
+        if conversion is None:
+            existing = uow.conversions.by_order(program.id, order_id)
+            assert existing is not None  # committed by the transaction we waited for
+            return ConversionRecorded(existing, True, None, "duplicate order id: already recorded")
+
+        if partner_id is not None and status is ConversionStatus.PENDING:
+            converted = priced.fx.converted.amount if priced and priced.fx else None
+            verdict = uow.conversion_caps.reserve(
+                program_id=program.id,
+                offer_id=offer_id,
+                partner_id=partner_id,
+                at=now,
+                revenue=cap_revenue(amount, currency, program.currency, converted),
+                payout=commission.amount
+                if commission is not None and commission.currency == program.currency
+                else Decimal(0),
+                reservation_id=cap_reservation_id(program.id, order_id),
+            )
+            if not verdict.allowed:
+                commission = None
+                conversion = uow.conversions.reject(conversion.id, flags_text(flags, verdict.flag))
+                notes.append(verdict.reason or "over a hard cap: not payable")
+
         explanation = "; ".join(notes)
         if commission is not None and partner_id is not None:
             key = f"commission:{conversion.id}"
