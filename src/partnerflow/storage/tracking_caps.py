@@ -15,11 +15,12 @@ transaction. With Redis the reservation is the counter's atomic script, under th
 Redis is not part of the SQL transaction, so in a unit of work (`SqlConversionCaps`) its side
 effects follow the transaction by hand, as the tracker's writer does for its batches: a
 release is only checked (is there a reservation?) and runs after the commit; a reservation
-made in a transaction that rolls back is released. Both paths write the conversion's row
-before they reserve, so a Redis reservation found under its id then is a leftover of an
-attempt killed before its commit: it is replaced, never counted twice (`conversion_verdict`).
-A reinstated conversion (fraud review undone) takes its room back under the same id,
-counted even past a full hard cap: the overshoot becomes a cap alert (`overshoot_alert`).
+made in a transaction that rolls back is released before the rollback, while the transaction
+still holds the conversion's row. Both paths write that row before they reserve, so a Redis
+reservation found under its id then is a leftover of an attempt killed before its commit: it
+is replaced, never counted twice (`conversion_verdict`). A reinstated conversion (fraud
+review undone) takes its room back under the same id, counted even past a full hard cap:
+the overshoot becomes a cap alert (`overshoot_alert`).
 
 Statements take '?' placeholders and run through an `Execute` callable, so the writer's raw
 DBAPI cursor and a SQLAlchemy connection (the use case) share one implementation.
@@ -304,9 +305,9 @@ class SqlConversionCaps:
     connection (the use case path).
 
     SQL counters change in the unit of work's transaction. Redis ones cannot, so the unit of
-    work calls `committed()` or `rolled_back()` when its transaction ends: releases asked for
-    run only after a commit, reservations made in a transaction that rolls back are
-    released."""
+    work calls `committed()`, `rolled_back()` (before the database rollback) or
+    `abandoned()` (a failed commit) when its transaction ends: releases asked for run only
+    after a commit, reservations made in a transaction that rolls back are released."""
 
     def __init__(
         self,
@@ -490,6 +491,13 @@ class SqlConversionCaps:
         happen)."""
         reserved, self._reserved, self._releases = self._reserved, [], []
         self._release_redis(reserved)
+
+    def abandoned(self) -> None:
+        """The commit failed, its outcome unknown: Redis stays as a killed process leaves it.
+        A reservation kept is right if the transaction did commit; if not, it is a leftover
+        that the retry of the same order replaces (`conversion_verdict`), and a reinstatement
+        retried finds held (`reserve_once`). Its releases never happen."""
+        self._reserved, self._releases = [], []
 
     def _release_redis(self, reservation_ids: list[str]) -> None:
         redis = self.store.redis

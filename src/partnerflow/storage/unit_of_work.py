@@ -5,8 +5,10 @@ case that raises leaves nothing half-written — including the domain events it 
 (`events`, the transactional outbox). Satisfies each capability's UnitOfWork port.
 
 Cap counters in Redis live outside the transaction: when it ends, `conversion_caps` gives
-back what a committed transaction released, or what a rolled-back one reserved; cap alerts
-raised in it are stored after the commit (see `storage.tracking_caps`).
+back what a committed transaction released, or what a rolled-back one reserved (before the
+rollback, while the transaction still holds its rows); cap alerts raised in it are stored
+after the commit (see `storage.tracking_caps`). A commit that fails leaves Redis as a killed
+process would.
 """
 
 from __future__ import annotations
@@ -122,22 +124,36 @@ class SqlUnitOfWork:
             return
         conn, self._conn = self._conn, None
         assert conn is not None
-        committed = False
-        try:
-            if exc_type is None:
-                conn.commit()
-                committed = True
-            else:
-                conn.rollback()
-        finally:
+        if exc_type is not None:
             try:
-                conn.close()
+                # Redis first, while this transaction still holds the rows it wrote: an
+                # attempt at the same order waits on its conversion row and reserves under
+                # the same id once the row is gone; undone after the rollback, ours could
+                # take that attempt's reservation with it.
+                self._settle_caps(committed=False)
             finally:
-                self._settle_caps(committed)
+                try:
+                    conn.rollback()
+                finally:
+                    conn.close()
+            return
+        try:
+            conn.commit()
+        except BaseException:
+            # Did it commit? A lost connection cannot say, and the rows may already be free
+            # for another attempt. Leave Redis as a killed process would: a reservation
+            # kept is right if it committed, and replaced by the retry if not.
+            self._cap_alerts = []
+            self.conversion_caps.abandoned()
+            conn.close()
+            raise
+        try:
+            conn.close()
+        finally:
+            self._settle_caps(committed=True)
 
     def _settle_caps(self, committed: bool) -> None:
-        """What the transaction did to caps outside the database follows its outcome (a
-        failed commit counts as a rollback)."""
+        """What the transaction did to caps outside the database follows its outcome."""
         alerts, self._cap_alerts = self._cap_alerts, []
         if not committed:
             self.conversion_caps.rolled_back()

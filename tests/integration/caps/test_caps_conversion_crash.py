@@ -216,7 +216,7 @@ def test_a_killed_attempt_over_a_full_cap_leaves_it_full_and_no_conversion(
     assert _reservations(counter) == [rid]
 
 
-@pytest.mark.parametrize("first_ends", ["commit"])
+@pytest.mark.parametrize("first_ends", ["commit", "rollback"])
 def test_the_same_order_recorded_twice_at_once_holds_one_reservation(
     services: Services, world: World, redis_url: str, prefix: str, first_ends: str
 ) -> None:
@@ -244,6 +244,9 @@ def test_the_same_order_recorded_twice_at_once_holds_one_reservation(
             with first.uow() as uow:
                 outcomes["first"] = record_conversion(uow, first.clock, order)
                 hold()
+                # A slow process: its connection goes back to the pool (after the rollback)
+                # well after the second one can have recorded the order.
+                event.listen(first.engine, "checkin", lambda *_: time.sleep(0.5))
                 raise RuntimeError("boom")
         except RuntimeError as exc:
             outcomes["first"] = exc
