@@ -725,12 +725,15 @@ class EventWriter:
                 raise _Rerun from exc
             if not isinstance(exc, PartnerflowError):
                 log.exception("conversion %s failed", postback.order_id)
-            cur.execute("ROLLBACK TO SAVEPOINT pf_conv")
-            cur.execute("RELEASE SAVEPOINT pf_conv")
-            # What this conversion did outside the database goes with its savepoint.
+            # What this conversion did outside the database goes with its savepoint — Redis
+            # first, while the savepoint still holds the conversion row: once it is rolled
+            # back, another tracker's attempt at the same order (waiting on that row) may
+            # reserve under the same id, and a later undo would take that reservation.
             del self._alerts[marks[0] :], self._redis_releases[marks[2] :]
             self._undo_redis(self._redis_reserved[marks[1] :])
             del self._redis_reserved[marks[1] :]
+            cur.execute("ROLLBACK TO SAVEPOINT pf_conv")
+            cur.execute("RELEASE SAVEPOINT pf_conv")
             return None, exc
         if savepoint:
             cur.execute("RELEASE SAVEPOINT pf_conv")
