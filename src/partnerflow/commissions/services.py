@@ -71,7 +71,7 @@ from partnerflow.core.events import (
     EventSink,
     money_fields,
 )
-from partnerflow.core.money import MAX_AMOUNT, Money, check_currency
+from partnerflow.core.money import MAX_AMOUNT, Money, check_currency, check_minor_units
 
 PROGRAM_SCOPE = "program"
 
@@ -637,6 +637,8 @@ def reverse_conversion(
         refund = Money(left if amount is None else amount, currency)
         if amount is not None and amount <= 0:
             raise InvalidInput("refund amount must be positive", field="amount")
+        if amount is not None:
+            check_minor_units(amount, currency)
         if conv.amount.amount > 0 and left <= 0:
             raise Conflict(f"order {order_id} is already fully refunded")
         if refund.amount > left:

@@ -64,6 +64,31 @@ def parse_amount(raw: object, *, field: str = "amount", allow_negative: bool = F
     return value
 
 
+def decimal_places(value: Decimal) -> int:
+    """Decimal places that carry a digit, trailing zeros aside: 10.50 -> 1, 1000.00 -> 0,
+    0.000001 -> 6, 0.00 -> 0 (also 0 for NaN and infinities, which have none)."""
+    if not value.is_finite() or not value:
+        return 0
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + zeros))
+
+
+def check_minor_units(amount: Decimal, currency: str, *, field: str = "amount") -> Decimal:
+    """Refuse an order or refund amount with non-zero digits past `currency`'s minor unit
+    (`10.5` JPY, `0.000001` USD): no payment in that currency has that value, and storing
+    it would leave the order, its refunds and its commission disagreeing with the shop's
+    books by a fraction nobody can pay. Trailing zeros are fine (`1000.00` JPY, `10.50`
+    USD). `currency` must be a checked ISO 4217 code (see `check_currency`)."""
+    allowed = MINOR_UNITS[currency]
+    if decimal_places(amount) > allowed:
+        raise InvalidInput(
+            f"{amount} has more decimal places than {currency} allows ({allowed})", field=field
+        )
+    return amount
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     amount: Decimal

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from partnerflow.core.currencies import MINOR_UNITS
 from partnerflow.core.errors import InvalidInput
-from partnerflow.core.money import check_currency, parse_amount
+from partnerflow.core.money import check_currency, check_minor_units, parse_amount
 from partnerflow.tracking.services import RecordConversion
 
 CLICK_KEYS = ("pf_click_id", "click_id", "pf_click")
@@ -45,6 +45,9 @@ def shopify_order(data: Any, token: str) -> RecordConversion:
         raise InvalidInput("total_price must be a decimal string", field="total_price")
     amount = parse_amount(raw_total, field="total_price")
     currency = check_currency(str(order.get("currency", "")), field="currency")
+    # Shopify sends prices rounded to the currency ("1000" or "1000.00" JPY): more digits
+    # than that is not an amount anyone paid.
+    check_minor_units(amount, currency, field="total_price")
     click_id = None
     for attribute in order.get("note_attributes") or []:
         if isinstance(attribute, dict) and attribute.get("name") in CLICK_KEYS:
@@ -92,6 +95,7 @@ def stripe_invoice(data: Any, token: str) -> RecordConversion | None:
         )
     # Stripe amounts are integers in the currency's smallest unit.
     amount = Decimal(paid).scaleb(-MINOR_UNITS[currency])
+    check_minor_units(amount, currency, field="data.object.amount_paid")
     metadata = invoice.get("metadata") if isinstance(invoice.get("metadata"), dict) else {}
     assert isinstance(metadata, dict)
     click_id = next((_str_or_none(metadata.get(k)) for k in CLICK_KEYS if metadata.get(k)), None)

@@ -66,7 +66,7 @@ from partnerflow.core.events import (
     money_text,
 )
 from partnerflow.core.ids import ClickId, ConversionId, OfferId, PartnerId, ProgramId
-from partnerflow.core.money import Money
+from partnerflow.core.money import Money, check_minor_units
 from partnerflow.partners.rules import EARNING_STATUSES
 from partnerflow.storage.caps import store_alerts
 from partnerflow.storage.ledger import ledger_lock_key, txn_id_for
@@ -806,6 +806,8 @@ class EventWriter:
         sql = self.sql
         now = self.clock.now()
         currency = pb.currency or program.currency
+        if pb.amount is not None:
+            check_minor_units(pb.amount, currency)
         sale = Money(pb.amount if pb.amount is not None else Decimal(0), currency)
         self._clicks.clear()
         candidates = [
@@ -1155,6 +1157,9 @@ class EventWriter:
                 f"refund currency {pb.currency} differs from the order's {currency}",
                 field="currency",
             )
+        if pb.amount is not None:
+            # In the order's currency: a refund of 0.000001 USD would reverse "0.00".
+            check_minor_units(pb.amount, currency)
         refund_micros = Money(pb.amount, currency).to_micros() if pb.amount is not None else None
         key = pb.refund_id or f"{pb.kind.value}:{refund_micros if refund_micros else 'rest'}"
         txn_id = _txn_id(f"r|{conv_id}|{key}")

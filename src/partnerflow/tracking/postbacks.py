@@ -87,6 +87,14 @@ def parse_postback(
     currency_text = _text(params, "currency")
     currency = check_currency(currency_text) if currency_text else None
     if event_raw in {PostbackKind.REFUND, PostbackKind.CHARGEBACK}:
+        if amount is not None and not amount:
+            # Without `amount` a refund takes the rest of the order; a zero one is a
+            # sender's bug (an unfilled field), not a refund of nothing.
+            raise InvalidInput(
+                "a refund amount must be positive (leave amount out to refund the rest of "
+                "the order)",
+                field="amount",
+            )
         refund_id = _text(params, "refund_id")
         if refund_id is not None:
             refund_id = check_order_id(refund_id)

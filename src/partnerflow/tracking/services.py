@@ -32,7 +32,7 @@ from partnerflow.core.ids import (
     PartnerId,
     is_click_id,
 )
-from partnerflow.core.money import Money, check_currency, parse_amount
+from partnerflow.core.money import Money, check_currency, check_minor_units, parse_amount
 from partnerflow.partners.rules import EARNING_STATUSES
 from partnerflow.programs.model import Program
 from partnerflow.tracking.conversions import (
@@ -204,6 +204,7 @@ def record_conversion(
             raise Forbidden("unknown postback token", field="token")
         amount = parse_amount(cmd.amount if cmd.amount is not None else "0")
         currency = check_currency(cmd.currency) if cmd.currency else program.currency
+        check_minor_units(amount, currency)
         existing = uow.conversions.by_order(program.id, order_id)
         if existing is not None:
             return ConversionRecorded(existing, True, None, "duplicate order id: already recorded")

@@ -193,6 +193,47 @@ def test_conversion_detail_explains_its_commission(api: Api) -> None:
     ] == [("Ann", 1, "80", "8")]
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"amount": "10.5", "currency": "JPY"}, "10.5 has more decimal places than JPY allows (0)"),
+        ({"amount": "0.001"}, "0.001 has more decimal places than EUR allows (2)"),  # program's
+    ],
+)
+def test_conversion_amounts_finer_than_the_currency_are_refused(
+    api: Api, body: dict[str, str], reason: str
+) -> None:
+    refused = api.client.post(
+        f"{V1}/conversions", json={"program_id": 1, "order_id": "f-1", **body}, headers=api.admin
+    )
+    assert refused.status_code == 422
+    assert refused.json() == {"error": "invalid_input", "reason": reason, "field": "amount"}
+    assert count(api, t.conversions) == 0 and count(api, t.outbox_events) == 0
+    accepted = api.client.post(
+        f"{V1}/conversions",
+        json={"program_id": 1, "order_id": "f-1", "amount": "1000.00", "currency": "JPY"},
+        headers=api.admin,
+    )
+    assert accepted.status_code == 201
+    assert accepted.json()["conversion"]["amount"] in {"1000", "1000.00"}
+
+
+def test_csv_conversion_import_refuses_amounts_finer_than_the_currency(api: Api) -> None:
+    url = f"{V1}/imports/conversions?program_id=1"
+    bad = "order_id,amount,currency\nc1,10.00,\nc2,10.5,JPY\nc3,9.999,\n"
+    refused = api.client.post(url, content=bad.encode(), headers=api.admin)
+    assert refused.status_code == 422
+    assert refused.json()["rows"] == [
+        {"row": 3, "field": "amount", "reason": "10.5 has more decimal places than JPY allows (0)"},
+        {
+            "row": 4,
+            "field": "amount",
+            "reason": "9.999 has more decimal places than EUR allows (2)",
+        },
+    ]
+    assert count(api, t.conversions) == 0
+
+
 def test_csv_partner_import_is_all_or_nothing(api: Api) -> None:
     url = f"{V1}/imports/partners?program_id=1"
     good = "name,email,status\nBo,bo@x.example,active\nCy,cy@x.example,\n"
@@ -278,6 +319,15 @@ def test_shopify_order_webhook_is_verified(api: Api) -> None:
         headers={"X-Shopify-Hmac-Sha256": shopify_hmac("shpss_secret", garbage)},
     )
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_input")
+    fractional_yen = json.dumps({"id": 4502, "total_price": "990.5", "currency": "JPY"}).encode()
+    refused = api.client.post(
+        url,
+        content=fractional_yen,
+        headers={"X-Shopify-Hmac-Sha256": shopify_hmac("shpss_secret", fractional_yen)},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["reason"] == "990.5 has more decimal places than JPY allows (0)"
+    assert count(api, t.conversions) == 1
 
 
 def test_stripe_invoice_webhook_checks_signature_and_replay(api: Api) -> None:

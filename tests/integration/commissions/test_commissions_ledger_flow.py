@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from tests.integration.commissions.money_world import (
     approved_sum,
     count,
@@ -100,6 +100,31 @@ def test_refund_larger_than_the_order_is_refused_and_writes_nothing(services: Se
         reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
                            amount=None, reason=" ", author="ops")  # fmt: skip
     assert count(services, t.commission_entries) == before
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        (Decimal("0.000001"), "0.000001 has more decimal places than EUR allows (2)"),
+        (Decimal("12.345"), "12.345 has more decimal places than EUR allows (2)"),
+        (Decimal(0), "refund amount must be positive"),
+    ],
+)
+def test_refund_finer_than_the_currency_or_of_nothing_is_refused(
+    services: Services, amount: Decimal, reason: str
+) -> None:
+    """`commissions reverse --amount 0.000001` reversed "0.00" and stored a refund nobody
+    made; the order's currency decides what a refund can be."""
+    w = make_money_world(services)
+    w.sale("A-1", "50")
+    before = count(services, t.commission_entries)
+    with pytest.raises(InvalidInput) as refused:
+        reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="A-1",
+                           amount=amount, reason="x", author="ops")  # fmt: skip
+    assert (refused.value.message, refused.value.field) == (reason, "amount")
+    assert count(services, t.commission_entries) == before
+    with services.engine.connect() as conn:
+        assert conn.execute(select(t.conversions.c.refunded_micros)).scalar_one() == 0
 
 
 def test_clawback_after_payout_carries_a_negative_balance_forward(services: Services) -> None:

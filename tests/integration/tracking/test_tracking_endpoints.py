@@ -263,6 +263,132 @@ async def test_amount_with_a_huge_exponent_is_refused_not_a_500(
     assert count(services, t.conversions) == 0
 
 
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"amount": "10.5", "currency": "JPY"}, "10.5 has more decimal places than JPY allows (0)"),
+        (
+            {"amount": "19.999", "currency": "USD"},
+            "19.999 has more decimal places than USD allows (2)",
+        ),
+        (
+            {"amount": "1.2345", "currency": "KWD"},
+            "1.2345 has more decimal places than KWD allows (3)",
+        ),
+        # No currency: the program's (EUR).
+        ({"amount": "0.001"}, "0.001 has more decimal places than EUR allows (2)"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/postback", "/px"])
+async def test_amounts_finer_than_the_currency_are_refused_and_write_nothing(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    path: str, params: dict[str, str], reason: str,
+) -> None:  # fmt: skip
+    make_coupon(services, world.partner, world.offer)
+    response = await tracker_client.get(
+        path, params={"token": world.program.postback_token, "order_id": "M-1", "coupon": "ANN10",
+                      **params},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_input", "reason": reason, "field": "amount"}
+    assert count(services, t.conversions) == 0
+    assert ledger(services) == []
+
+
+async def test_order_webhook_refuses_a_json_amount_finer_than_the_currency(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await tracker_client.post(
+        "/api/v1/orders",
+        content=b'{"order_id": "M-2", "amount": 10.5, "currency": "JPY"}',
+        headers={"content-type": "application/json",
+                 "authorization": f"Bearer {world.program.postback_token}"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["reason"] == "10.5 has more decimal places than JPY allows (0)"
+    assert count(services, t.conversions) == 0
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "micros"),
+    [("1000.00", "JPY", 1_000_000_000), ("10.50", "USD", 10_500_000), ("7.000", None, 7_000_000)],
+)
+async def test_trailing_zeros_past_the_minor_unit_are_accepted(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    amount: str, currency: str | None, micros: int,
+) -> None:  # fmt: skip
+    params = {"token": world.program.postback_token, "order_id": "Z-1", "amount": amount}
+    response = await postback(
+        tracker_client, **params, **({"currency": currency} if currency else {})
+    )
+    assert response.status_code == 200
+    with services.engine.connect() as conn:
+        stored = conn.execute(select(t.conversions.c.amount_micros, t.conversions.c.currency)).one()
+    assert tuple(stored) == (micros, currency or "EUR")
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"amount": "0.000001"}, "0.000001 has more decimal places than EUR allows (2)"),
+        (
+            {"amount": "0.000001", "currency": "EUR"},
+            "0.000001 has more decimal places than EUR allows (2)",
+        ),
+        (
+            {"amount": "0"},
+            "a refund amount must be positive (leave amount out to refund the rest of the order)",
+        ),
+        (
+            {"amount": "0.00", "event": "chargeback"},
+            "a refund amount must be positive (leave amount out to refund the rest of the order)",
+        ),
+    ],
+)
+async def test_refunds_of_nothing_are_refused_and_change_nothing(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    params: dict[str, str], reason: str,
+) -> None:  # fmt: skip
+    """A refund of 0.000001 EUR answered "reversed": "0.00" and stored a refund nobody
+    made; a zero one is a sender's unfilled field."""
+    make_coupon(services, world.partner, world.offer)
+    token = world.program.postback_token
+    await postback(tracker_client, token=token, coupon="ANN10", order_id="N-1", amount="100")
+    response = await postback(
+        tracker_client, **{"token": token, "event": "refund", "order_id": "N-1", **params}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_input", "reason": reason, "field": "amount"}
+    assert ledger(services) == [("commission", "pending", 10_000_000)]
+    with services.engine.connect() as conn:
+        stored = conn.execute(select(t.conversions.c.refunded_micros, t.conversions.c.status)).one()
+    assert tuple(stored) == (0, "pending")
+
+
+async def test_a_refund_is_checked_against_the_orders_currency(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    """An order in JPY in a EUR program: its refund without `currency` is in yen."""
+    make_coupon(services, world.partner, world.offer)
+    token = world.program.postback_token
+    placed = await postback(
+        tracker_client, token=token, coupon="ANN10", order_id="Y-1", amount="5000",
+        currency="JPY",
+    )  # fmt: skip
+    assert placed.status_code == 200
+    refused = await postback(
+        tracker_client, token=token, event="refund", order_id="Y-1", amount="0.5"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["reason"] == "0.5 has more decimal places than JPY allows (0)"
+    accepted = await postback(
+        tracker_client, token=token, event="refund", order_id="Y-1", amount="1000"
+    )
+    assert accepted.status_code == 200
+    with services.engine.connect() as conn:
+        assert conn.execute(select(t.conversions.c.refunded_micros)).scalar_one() == 1_000_000_000
+
+
 async def test_partial_then_full_refund_reverses_commission_pro_rata(
     services: Services, world: World, tracker_client: httpx.AsyncClient
 ) -> None:

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from partnerflow.core.currencies import MINOR_UNITS
 from partnerflow.core.errors import InvalidInput
-from partnerflow.core.money import MAX_AMOUNT, Money, check_currency, parse_amount
+from partnerflow.core.money import (
+    MAX_AMOUNT,
+    Money,
+    check_currency,
+    check_minor_units,
+    decimal_places,
+    parse_amount,
+)
 
 amounts = st.decimals(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT, places=6, allow_nan=False)
 
@@ -106,3 +114,78 @@ def test_parse_amount_never_raises_anything_but_invalid_input(raw: str) -> None:
     except InvalidInput:
         return
     assert value.is_finite() and 0 <= value <= MAX_AMOUNT
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency"),
+    [("1000.00", "JPY"), ("1000", "JPY"), ("10.50", "USD"), ("10.5", "USD"), ("1.234", "KWD"),
+     ("1.2340", "KWD"), ("0", "JPY"), ("0.000", "USD"), ("1E+3", "JPY"), ("5.000000", "EUR")],
+)  # fmt: skip
+def test_check_minor_units_accepts_trailing_zeros(raw: str, currency: str) -> None:
+    assert check_minor_units(parse_amount(raw), currency) == Decimal(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency", "reason"),
+    [
+        ("10.5", "JPY", "10.5 has more decimal places than JPY allows (0)"),
+        ("0.000001", "USD", "0.000001 has more decimal places than USD allows (2)"),
+        ("19.999", "EUR", "19.999 has more decimal places than EUR allows (2)"),
+        ("1.2345", "KWD", "1.2345 has more decimal places than KWD allows (3)"),
+        ("1000.10", "ISK", "1000.10 has more decimal places than ISK allows (0)"),
+    ],
+)
+def test_check_minor_units_refuses_digits_past_the_minor_unit(
+    raw: str, currency: str, reason: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_minor_units(parse_amount(raw), currency, field="amount")
+    assert refused.value.to_dict() == {
+        "error": "invalid_input",
+        "reason": reason,
+        "field": "amount",
+    }
+
+
+@given(
+    amount=st.decimals(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT, places=6, allow_nan=False),
+    zeros=st.integers(0, 6),
+    currency=st.sampled_from(sorted(MINOR_UNITS)),
+)
+def test_check_minor_units_accepts_exactly_what_the_currency_can_pay(
+    amount: Decimal, zeros: int, currency: str
+) -> None:
+    """Accepted iff the amount is a whole number of the currency's minor unit (an oracle by
+    integer arithmetic, not by the exponent the rule reads), however many trailing zeros
+    it was written with; what is accepted is unchanged by rounding to the minor unit."""
+    written = Decimal(f"{amount:f}{'0' * zeros if '.' in f'{amount:f}' else ''}")
+    minor = amount * 10 ** MINOR_UNITS[currency]
+    payable = minor == int(minor)
+    try:
+        check_minor_units(written, currency)
+    except InvalidInput:
+        assert not payable
+    else:
+        assert payable
+        assert Money(written, currency).rounded().amount == written
+
+
+@given(
+    st.builds(
+        lambda sign, digits, exponent: Decimal((sign, tuple(digits), exponent)),
+        st.integers(0, 1),
+        st.lists(st.integers(0, 9), min_size=1, max_size=40),
+        st.integers(-60, 20),
+    )
+)
+def test_decimal_places_ignores_trailing_zeros(value: Decimal) -> None:
+    """The fewest places that write `value` exactly: shifted by them it is whole, shifted by
+    one fewer it is not (with the precision to shift 40 digits exactly)."""
+    places = decimal_places(value)
+    assert places >= 0
+    with localcontext(prec=200):
+        scaled = value.scaleb(places)
+        assert scaled == scaled.to_integral_value()
+        if places:
+            fewer = value.scaleb(places - 1)
+            assert fewer != fewer.to_integral_value()

@@ -174,6 +174,15 @@ def test_stripe_invoice_mapping_uses_minor_units() -> None:
         )
 
 
+def test_shopify_total_finer_than_the_currency_is_refused() -> None:
+    order = {"id": 1, "total_price": "1000.00", "currency": "JPY"}
+    assert shopify_order(order, "tok").amount == "1000.00"
+    with pytest.raises(InvalidInput) as refused:
+        shopify_order({**order, "total_price": "1000.5"}, "tok")
+    assert refused.value.field == "total_price"
+    assert refused.value.message == "1000.5 has more decimal places than JPY allows (0)"
+
+
 def test_unsubscribe_tokens() -> None:
     token = unsubscribe_token("k", 3, 42)
     assert read_unsubscribe_token("k", token) == (3, 42)

@@ -47,6 +47,22 @@ def test_refund_event_parses_as_reversal() -> None:
     assert (pb.kind, pb.amount) == (PostbackKind.CHARGEBACK, Decimal(5))
 
 
+@pytest.mark.parametrize("event", ["refund", "chargeback"])
+@pytest.mark.parametrize("amount", ["0", "0.00", "0e5", 0])
+def test_a_refund_of_zero_is_refused(event: str, amount: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_postback({"token": "t", "order_id": "A", "event": event, "amount": amount})
+    assert refused.value.field == "amount"
+    assert "must be positive" in refused.value.message
+    # Without an amount: the rest of the order.
+    assert parse_postback({"token": "t", "order_id": "A", "event": event}).amount is None
+
+
+def test_a_zero_sale_is_still_a_conversion() -> None:
+    """A lead or signup with amount 0 is an ordinary conversion, not a refusal."""
+    assert parse_postback({"token": "t", "order_id": "A", "amount": "0"}).amount == Decimal(0)
+
+
 def test_a_renewal_needs_its_subscribers_customer_id() -> None:
     pb = parse_postback(
         {"token": "t", "order_id": "INV-2", "event": "Renewal", "customer_id": "cus_1"}
