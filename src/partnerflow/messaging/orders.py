@@ -18,6 +18,12 @@ from partnerflow.tracking.services import RecordConversion
 
 CLICK_KEYS = ("pf_click_id", "click_id", "pf_click")
 
+# Stripe's API amounts are integers in Stripe's own minor unit, which is ISO 4217's except
+# here (docs.stripe.com/currencies): ISK stays two-decimal in Stripe's API (100 = 1 krona;
+# only multiples of 100 since April 2023, support.stripe.com "Deprecation of fractional ISK
+# charges") though ISO gives it none; MGA is zero-decimal at Stripe, two-decimal in ISO.
+STRIPE_MINOR_UNITS: dict[str, int] = {"ISK": 2, "MGA": 0}
+
 
 def _obj(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
@@ -93,8 +99,8 @@ def stripe_invoice(data: Any, token: str) -> RecordConversion | None:
             "amount_paid must be a non-negative integer (minor units)",
             field="data.object.amount_paid",
         )
-    # Stripe amounts are integers in the currency's smallest unit.
-    amount = Decimal(paid).scaleb(-MINOR_UNITS[currency])
+    # Stripe amounts are integers in the currency's smallest unit (as Stripe counts it).
+    amount = Decimal(paid).scaleb(-STRIPE_MINOR_UNITS.get(currency, MINOR_UNITS[currency]))
     check_minor_units(amount, currency, field="data.object.amount_paid")
     metadata = invoice.get("metadata") if isinstance(invoice.get("metadata"), dict) else {}
     assert isinstance(metadata, dict)

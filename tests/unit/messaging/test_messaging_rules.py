@@ -174,6 +174,41 @@ def test_stripe_invoice_mapping_uses_minor_units() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("currency", "paid", "amount"),
+    [
+        ("jpy", 1999, Decimal(1999)),
+        ("usd", 1999, Decimal("19.99")),
+        ("kwd", 12340, Decimal("12.340")),
+        # Stripe keeps ISK two-decimal in its API (500 = 5 kronur; ISO 4217 gives ISK none)
+        # and makes MGA zero-decimal (ISO 4217 gives it two).
+        ("isk", 50000, Decimal(500)),
+        ("mga", 5000, Decimal(5000)),
+    ],
+)
+def test_stripe_amounts_are_read_in_stripes_minor_units(
+    currency: str, paid: int, amount: Decimal
+) -> None:
+    event = {
+        "type": "invoice.paid",
+        "data": {"object": {"id": "in_1", "amount_paid": paid, "currency": currency}},
+    }
+    cmd = stripe_invoice(event, "tok")
+    assert cmd is not None and Decimal(cmd.amount or "x") == amount
+
+
+def test_stripe_fractional_krona_is_refused() -> None:
+    """Stripe only takes ISK in multiples of 100 (whole kronur) since April 2023."""
+    event = {
+        "type": "invoice.paid",
+        "data": {"object": {"id": "in_1", "amount_paid": 4010, "currency": "isk"}},
+    }
+    with pytest.raises(InvalidInput) as refused:
+        stripe_invoice(event, "tok")
+    assert refused.value.field == "data.object.amount_paid"
+    assert refused.value.message == "40.10 has more decimal places than ISK allows (0)"
+
+
 def test_shopify_total_finer_than_the_currency_is_refused() -> None:
     order = {"id": 1, "total_price": "1000.00", "currency": "JPY"}
     assert shopify_order(order, "tok").amount == "1000.00"
