@@ -235,6 +235,69 @@ def test_exchange_rates_import_all_or_nothing_and_never_overwrite(api: Api) -> N
     ]
 
 
+def test_plan_numbers_sent_as_json_numbers_are_stored_and_read_back_exactly(api: Api) -> None:
+    """JSON numbers in a plan never pass through a binary float: `12.50` is stored as
+    `12.50` (a float gave `12.5`), fifteen significant digits stay fifteen, and a number
+    with more decimals than the engine allows is refused, not rounded to one it allows
+    (`10.0000000000000001` was read as the float 10.0 and stored as a 10% rule)."""
+    url = f"{V1}/programs/1/plan"
+    h = {**api.admin, "Content-Type": "application/json"}
+    text = (
+        '{"plan": {"id": "exact", "currency": "EUR", "versions": [{"version": 1,'
+        ' "effective_from": "2026-03-02T12:00:00Z", "rules": ['
+        '{"id": "big", "type": "cps", "percent": 12.50,'
+        ' "when": {"min_order": 999999999.999999}},'
+        '{"id": "small", "type": "cpa", "amount": 0.100000, "when": {"max_order": 1E+3}},'
+        '{"id": "rest", "type": "cps", "percent": 33.333333}]}]}}'
+    )
+    stored = api.client.post(url, content=text.encode(), headers=h)
+    assert stored.status_code == 201, stored.text
+    rules = api.client.get(url, headers=api.reader).json()["document"]["versions"][0]["rules"]
+    assert [(r["id"], r.get("percent"), r.get("amount"), r.get("when")) for r in rules] == [
+        ("big", "12.50", None, {"min_order": "999999999.999999"}),
+        ("small", None, "0.100000", {"max_order": "1E+3"}),
+        ("rest", "33.333333", None, None),
+    ]
+    with api.services.engine.connect() as conn:
+        [document] = conn.execute(select(t.commission_plans.c.document)).scalars().all()
+    stored_rules = (json.loads(document) if isinstance(document, str) else document)["versions"][0][
+        "rules"
+    ]
+    assert stored_rules[0]["percent"] == "12.50" and stored_rules[2]["percent"] == "33.333333"
+
+    for number in ("10.0000000000000001", "33.333333333333333333"):
+        refused = api.client.post(
+            url,
+            content=text.replace("33.333333}", f"{number}}}").encode(),
+            headers=h,
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "versions[0].rules[2].percent"
+        assert "more than 6 decimal places" in refused.json()["reason"]
+    assert rows(api, t.commission_plans) == 1
+
+
+def test_every_api_route_reads_json_numbers_exactly(api: Api) -> None:
+    """A router added without `route_class=ExactJsonRoute` would read floats again."""
+    from fastapi.routing import APIRoute
+
+    from partnerflow.web.api import create_api_app
+    from partnerflow.web.api.routing import ExactJsonRoute
+
+    def api_routes(routes: list[Any]) -> list[APIRoute]:
+        found: list[APIRoute] = []
+        for route in routes:
+            if isinstance(route, APIRoute):
+                found.append(route)
+            elif hasattr(route, "original_router"):  # FastAPI >= 0.160 wraps included routers
+                found.extend(api_routes(route.original_router.routes))
+        return found
+
+    routes = api_routes(create_api_app(api.services).routes)
+    assert len(routes) > 50
+    assert [r.path for r in routes if not isinstance(r, ExactJsonRoute)] == []
+
+
 def test_a_plan_with_a_lone_surrogate_or_a_huge_version_is_refused_and_not_stored(
     api: Api,
 ) -> None:

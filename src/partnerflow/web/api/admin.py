@@ -43,6 +43,7 @@ from partnerflow.web.api.context import (
 )
 from partnerflow.web.api.errors import ApiError
 from partnerflow.web.api.queries import page
+from partnerflow.web.api.routing import ExactJsonRoute
 
 IdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
 IdQuery = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
@@ -51,7 +52,7 @@ Cursor = Annotated[str | None, Query(max_length=64, description="from the previo
 
 
 def admin_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=ExactJsonRoute)
     reader = scoped(ctx, "admin:read")
     writer = scoped(ctx, "admin:write")
     svc = ctx.services

@@ -48,13 +48,14 @@ from partnerflow.web.api.context import (
     scoped,
 )
 from partnerflow.web.api.queries import page_items
+from partnerflow.web.api.routing import ExactJsonRoute
 
 By = Annotated[str, Query(pattern="^(channel|campaign|partner)$")]
 MAX_SPEND_DAYS = 366
 
 
 def caps_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=ExactJsonRoute)
     reader = scoped(ctx, "admin:read")
     writer = scoped(ctx, "admin:write")
     svc = ctx.services

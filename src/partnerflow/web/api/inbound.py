@@ -36,6 +36,7 @@ from partnerflow.web.api.context import (
     scoped,
     tracking_uow,
 )
+from partnerflow.web.api.routing import ExactJsonRoute
 
 Slug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", max_length=64)]
 RAW_JSON: dict[str, Any] = {
@@ -60,7 +61,7 @@ def _json(body: bytes) -> Any:
 
 
 def inbound_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=ExactJsonRoute)
     writer = scoped(ctx, "admin:write")
     svc = ctx.services
 

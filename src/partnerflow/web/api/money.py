@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -57,6 +58,7 @@ from partnerflow.web.api.context import (
     scoped,
 )
 from partnerflow.web.api.queries import page, page_items
+from partnerflow.web.api.routing import ExactJsonRoute
 
 BatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -66,15 +68,30 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 def plan_text(plan: dict[str, object]) -> str:
     """The JSON body's plan as the JSON text the plan engine decodes itself (so its own
-    checks — unknown keys, floats for money, dates with offsets — apply unchanged)."""
+    checks — unknown keys, more than 6 decimals, dates with offsets — apply unchanged).
+    The body was read with exact numbers (`routing.ExactJsonRoute`): each `Decimal` is
+    written back as the JSON number it was, digit for digit (`12.50` stays `12.50`)."""
     try:
-        return json.dumps(plan, allow_nan=False)
-    except ValueError:
+        return _json_text(plan)
+    except ValueError:  # NaN or Infinity: Python's parser reads them, as floats
         raise InvalidInput("plan: numbers must be finite", field="plan") from None
+    except RecursionError:
+        raise InvalidInput("plan: nested too deeply", field="plan") from None
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)  # '12.50', '1E+2', '-0.000001': JSON numbers, exact
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}: {_json_text(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_json_text(v) for v in value) + "]"
+    return json.dumps(value, allow_nan=False)
 
 
 def money_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=ExactJsonRoute)
     reader = scoped(ctx, "admin:read")
     writer = scoped(ctx, "admin:write")
     svc = ctx.services

@@ -28,6 +28,7 @@ from partnerflow.web.api import schemas as s
 from partnerflow.web.api import serializers as ser
 from partnerflow.web.api.context import ApiContext, own_partner, scoped
 from partnerflow.web.api.queries import page, page_items
+from partnerflow.web.api.routing import ExactJsonRoute
 
 IdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
 BatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -36,7 +37,7 @@ Cursor = Annotated[str | None, Query(max_length=64)]
 
 
 def partner_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter(prefix="/me", tags=["partner"])
+    router = APIRouter(prefix="/me", tags=["partner"], route_class=ExactJsonRoute)
     partner_key = scoped(ctx, "partner")
     svc = ctx.services
 

@@ -30,13 +30,14 @@ from partnerflow.web.api.context import (
     scoped,
 )
 from partnerflow.web.api.queries import page
+from partnerflow.web.api.routing import ExactJsonRoute
 from partnerflow.web.content import TERMS_KINDS, check_kind, check_text, check_title
 
 SEGMENTS = ("risky", "dormant", "stars", "rising", "steady")
 
 
 def programs_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=ExactJsonRoute)
     reader = scoped(ctx, "admin:read")
     writer = scoped(ctx, "admin:write")
     svc = ctx.services

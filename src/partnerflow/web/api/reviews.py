@@ -24,10 +24,11 @@ from partnerflow.web.api.context import (
     scoped,
 )
 from partnerflow.web.api.queries import page
+from partnerflow.web.api.routing import ExactJsonRoute
 
 
 def reviews_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter(tags=["fraud"])
+    router = APIRouter(tags=["fraud"], route_class=ExactJsonRoute)
     reader = scoped(ctx, "admin:read")
     writer = scoped(ctx, "admin:write")
     svc = ctx.services
