@@ -85,6 +85,9 @@ def parse_spend_row(
         partner_id = found
     amount_text = (raw.get("amount") or "").strip()
     try:
+        # Decimal() also reads '1_000' and non-ASCII digits: not an amount (as parse_amount).
+        if not amount_text.isascii() or "_" in amount_text:
+            raise InvalidOperation
         amount = Decimal(amount_text)
     except InvalidOperation:
         raise ValueError(f"amount {amount_text[:32]!r} is not a number") from None

@@ -28,7 +28,7 @@ from typing import Protocol
 from partnerflow.commissions.model import EntryKind, LedgerBucket
 from partnerflow.core.clock import ensure_utc
 from partnerflow.core.errors import Conflict, InvalidInput
-from partnerflow.core.money import Money
+from partnerflow.core.money import Money, check_minor_units
 
 SYSTEM = "system"
 
@@ -313,6 +313,9 @@ def adjust(
         raise InvalidInput("an adjustment needs an author", field="author")
     if amount.amount == 0:
         raise InvalidInput("an adjustment of zero changes nothing", field="amount")
+    # Booked as given, never rounded: 0.004 EUR became a 0.00 entry (past the zero check)
+    # and 10.005 silently 10.01.
+    check_minor_units(amount.amount, amount.currency)
     txn = f"adjustment:{key}"
     if txn in _txn_ids(entries):
         raise Conflict(f"adjustment {key!r} was already booked", field="key")

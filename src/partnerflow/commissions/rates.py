@@ -144,6 +144,9 @@ def parse_rates_csv(lines: Iterable[str]) -> RateImport:
                 errors.append(RowError(line_no, "from and to are the same currency"))
                 continue
             try:
+                # Decimal() also reads '1_000' and non-ASCII digits: not a rate.
+                if not raw_rate.isascii() or "_" in raw_rate:
+                    raise InvalidOperation
                 rate = Decimal(raw_rate)
             except InvalidOperation:
                 errors.append(RowError(line_no, f"rate {raw_rate[:20]!r} is not a number"))

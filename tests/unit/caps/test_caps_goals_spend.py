@@ -71,6 +71,19 @@ def test_spend_csv_reports_every_bad_row_and_imports_none() -> None:
     )
 
 
+def test_spend_amounts_with_underscores_or_non_ascii_digits_are_refused() -> None:
+    text = (
+        "day,channel,campaign,amount\n"
+        "2026-03-01,meta,spring,1_000\n"
+        "2026-03-02,meta,spring,\u0661\u0662\n"
+    )
+    parsed = parse_spend_csv(text, currency="EUR", today=TODAY, partners=PARTNERS)
+    assert parsed.errors == (
+        "line 2: amount '1_000' is not a number",
+        "line 3: amount '\u0661\u0662' is not a number",
+    )
+
+
 def test_spend_csv_with_a_field_over_the_csv_limit_is_a_row_error_not_a_crash() -> None:
     big = "x" * 200_000  # the csv module refuses fields over 128 KiB with csv.Error
     header = "day,channel,campaign,partner,amount\n"

@@ -132,6 +132,17 @@ def test_adjustments_need_a_reason_and_an_author_and_are_idempotent():
         adjust(ledger, reason="goodwill", author="ann", **kw)
 
 
+@pytest.mark.parametrize("amount", ["0.004", "10.005", "-0.001"])
+def test_adjustments_finer_than_the_currency_are_refused_not_rounded(amount: str) -> None:
+    """0.004 EUR was booked as a 0.00 adjustment (past the zero check), 10.005 as 10.01."""
+    with pytest.raises(InvalidInput, match="more decimal places than EUR allows"):
+        adjust([], program_id=1, partner_id=1, amount=eur(amount), at=T0, key="k",
+               reason="goodwill", author="ann")  # fmt: skip
+    [entry] = adjust([], program_id=1, partner_id=1, amount=eur("10.50"), at=T0, key="k",
+                     reason="goodwill", author="ann")  # fmt: skip
+    assert entry.amount == eur("10.50")
+
+
 def test_payments_are_refused_twice_and_above_the_approved_balance():
     ledger = book([], 1, 50)
     ledger += approve_due(ledger, T0 + timedelta(days=30), 30)

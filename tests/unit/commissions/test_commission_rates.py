@@ -72,6 +72,17 @@ def test_csv_import_refuses_absurd_rates():
     assert [r.rate for r in result.rates] == [Decimal(1_000_000_000)]
 
 
+def test_csv_import_refuses_underscores_and_non_ascii_digits():
+    """Decimal() reads '1_000' as 1000 and '٠٫٩' style digits as numbers: not rates."""
+    text = "date,from,to,rate\n2024-03-01,USD,EUR,1_000\n2024-03-02,USD,EUR,\u0661\n"
+    result = parse_rates_csv(text.splitlines())
+    assert result.errors == (
+        RowError(2, "rate '1_000' is not a number"),
+        RowError(3, "rate '\u0661' is not a number"),
+    )
+    assert result.rates == ()
+
+
 def test_csv_import_with_a_field_over_the_csv_limit_is_a_row_error_not_a_crash():
     big = "9" * 200_000
     result = parse_rates_csv(["date,from,to,rate", "2024-03-01,USD,EUR,0.92", f"x,{big}"])
