@@ -3,9 +3,11 @@
 `database_url` is parametrised: every test that uses it runs on SQLite and, when
 PARTNERFLOW_TEST_POSTGRES_URL is set, on PostgreSQL too. Each test gets its own database:
 empty, unless the test uses `services` (which migrates it): then a copy of a database the
-session migrated once (SQLite: a file copy; PostgreSQL: `CREATE DATABASE .. TEMPLATE`, ~40
-ms where running the migrations takes ~0.7 s, most of the suite's PostgreSQL time). Where
-the server refuses CREATE DATABASE, PostgreSQL tests get a private schema instead.
+session migrated once (SQLite: a file copy; PostgreSQL: `CREATE DATABASE .. TEMPLATE`, ~70
+ms where running the migrations takes ~0.85 s, most of the suite's PostgreSQL time). Where
+the server refuses CREATE DATABASE, PostgreSQL tests get a private schema instead. Under
+pytest-xdist (`./scripts/test`) every worker is its own session, with its own templates;
+names are random, so workers never share a database.
 """
 
 from __future__ import annotations
