@@ -28,7 +28,7 @@ from partnerflow.commissions.model import Commission, CommissionPlan, PercentPla
 from partnerflow.core.clock import ensure_utc
 from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.money import Money, check_currency, parse_amount
-from partnerflow.core.text import has_unsafe_characters
+from partnerflow.core.text import describe_character, unsafe_character
 
 HUNDRED = Decimal(100)
 
@@ -295,9 +295,11 @@ def _text(raw: object, path: str, max_length: int = MAX_TEXT) -> str:
     if len(text) > max_length:
         raise _fail(path, f"must be at most {max_length} characters")
     # A JSON "\ud800" escape decodes to a lone surrogate, which no database can store as
-    # text and no response can encode; control characters have no place in an id either.
-    if has_unsafe_characters(text):
-        raise _fail(path, "must not contain control characters or unpaired surrogates")
+    # text and no response can encode; control and bidirectional or invisible formatting
+    # characters have no place in an id either (`core.text`).
+    unsafe = unsafe_character(text)
+    if unsafe is not None:
+        raise _fail(path, f"must not contain {describe_character(unsafe)}")
     return text
 
 

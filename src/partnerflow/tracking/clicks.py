@@ -137,7 +137,8 @@ def _sub_id_problem(value: str) -> str | None:
     if len(value) > SUB_ID_MAX:
         return "too long"
     # isprintable() (C) settles the usual case; only a non-printable value pays the scan.
-    if not value.isprintable() and has_unsafe_characters(value):  # C0, DEL, C1 controls
+    # Control, bidirectional and invisible formatting characters (`core.text`): one flag.
+    if not value.isprintable() and has_unsafe_characters(value):
         return "control characters"
     return None
 

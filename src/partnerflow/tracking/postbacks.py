@@ -19,12 +19,10 @@ from typing import Any, Final
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
 from partnerflow.core.money import check_currency, parse_amount
-from partnerflow.core.text import has_unsafe_characters
 from partnerflow.tracking.model import AttributedBy, EventType
-from partnerflow.tracking.rules import check_coupon_code, check_order_id
+from partnerflow.tracking.rules import check_coupon_code, check_customer_id, check_order_id
 
 MAX_TOKEN = 128
-MAX_CUSTOMER_ID = 128
 
 
 class PostbackKind(enum.StrEnum):
@@ -119,10 +117,8 @@ def parse_postback(
     coupon_text = _text(params, "coupon")
     coupon = check_coupon_code(coupon_text) if coupon_text else None
     customer_id = _text(params, "customer_id")
-    if customer_id is not None and (
-        len(customer_id) > MAX_CUSTOMER_ID or has_unsafe_characters(customer_id)
-    ):
-        raise InvalidInput("customer_id must be 1-128 printable characters", field="customer_id")
+    if customer_id is not None:
+        check_customer_id(customer_id)
     if event_type is EventType.RENEWAL and customer_id is None:
         raise InvalidInput(
             "a renewal needs the subscriber's customer_id (it is attributed and numbered by it)",

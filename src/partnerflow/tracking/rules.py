@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 from partnerflow.core.errors import InvalidInput
-from partnerflow.core.text import has_unsafe_characters
+from partnerflow.core.text import unsafe_text_reason
 
 LINK_CODE_RE = re.compile(r"\A[A-Za-z0-9_-]{3,64}\Z")
 COUPON_CODE_RE = re.compile(r"\A[A-Za-z0-9_-]{2,64}\Z")
 ORDER_ID_RE = re.compile(r"\A[\x21-\x7e]{1,128}\Z")  # printable ASCII, no spaces
 SUB_ID_MAX = 255
+CUSTOMER_ID_MAX = 128
 
 
 def check_link_code(value: str) -> str:
@@ -33,9 +34,25 @@ def check_order_id(value: str) -> str:
 
 
 def check_sub_id(key: str, value: str) -> str:
-    if len(value) > SUB_ID_MAX or has_unsafe_characters(value):
-        raise InvalidInput(
-            f"{key} must be at most {SUB_ID_MAX} characters without control characters",
-            field=key,
-        )
+    if len(value) > SUB_ID_MAX:
+        raise InvalidInput(f"{key} must be at most {SUB_ID_MAX} characters", field=key)
+    _check_text(key, value)
     return value
+
+
+def check_customer_id(value: str) -> str:
+    """The shop's customer id, as every conversion path stores it (postback, pixel, order
+    webhook, REST API, CSV import, Shopify and Stripe): 1-128 characters, none of them
+    control, bidirectional or invisible formatting characters (`core.text`)."""
+    if not 0 < len(value) <= CUSTOMER_ID_MAX:
+        raise InvalidInput(
+            f"customer_id must be 1-{CUSTOMER_ID_MAX} characters", field="customer_id"
+        )
+    _check_text("customer_id", value)
+    return value
+
+
+def _check_text(field: str, value: str) -> None:
+    reason = unsafe_text_reason(field, value)
+    if reason is not None:
+        raise InvalidInput(reason, field=field)

@@ -56,6 +56,7 @@ from partnerflow.tracking.model import (
 from partnerflow.tracking.ports import TrackingUnitOfWork
 from partnerflow.tracking.rules import (
     check_coupon_code,
+    check_customer_id,
     check_link_code,
     check_order_id,
     check_sub_id,
@@ -193,8 +194,8 @@ def record_conversion(
         ) from None
     if cmd.click_id is not None and not is_click_id(cmd.click_id):
         raise InvalidInput("click_id is malformed", field="click_id")
-    if cmd.customer_id is not None and not 0 < len(cmd.customer_id) <= 128:
-        raise InvalidInput("customer_id must be 1-128 characters", field="customer_id")
+    if cmd.customer_id is not None:
+        check_customer_id(cmd.customer_id)
     if event_type is EventType.RENEWAL and not cmd.customer_id:
         raise InvalidInput("a renewal needs the subscriber's customer_id", field="customer_id")
     now = clock.now()

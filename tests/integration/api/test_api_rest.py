@@ -246,6 +246,34 @@ def test_csv_conversion_import_refuses_amounts_finer_than_the_currency(api: Api)
     assert count(api, t.conversions) == 0
 
 
+BIDI = "U+202E (an invisible or bidirectional formatting character)"
+
+
+def test_conversion_customer_ids_with_bidi_characters_are_refused(api: Api) -> None:
+    """The REST API and CSV imports store customer ids through `record_conversion`: the
+    tracker's rule applies (a right-to-left override would reorder the id on every page and
+    export that shows it)."""
+    refused = api.client.post(
+        f"{V1}/conversions",
+        json={"program_id": 1, "order_id": "b-1", "amount": "10", "customer_id": "cus\u202e1"},
+        headers=api.admin,
+    )
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "error": "invalid_input", "reason": f"customer_id must not contain {BIDI}",
+        "field": "customer_id",
+    }  # fmt: skip
+    csv = "order_id,amount,customer_id\nb-2,10,cus_2\nb-3,10,cus\u202e3\n"
+    rows = api.client.post(
+        f"{V1}/imports/conversions?program_id=1", content=csv.encode(), headers=api.admin
+    )
+    assert rows.status_code == 422
+    assert rows.json()["rows"] == [
+        {"row": 3, "field": "customer_id", "reason": f"customer_id must not contain {BIDI}"}
+    ]
+    assert count(api, t.conversions) == 0 and count(api, t.outbox_events) == 0
+
+
 def test_csv_partner_import_is_all_or_nothing(api: Api) -> None:
     url = f"{V1}/imports/partners?program_id=1"
     good = "name,email,status\nBo,bo@x.example,active\nCy,cy@x.example,\n"

@@ -574,6 +574,11 @@ async def test_json_number_beyond_decimal_limits_is_refused_not_a_500(
         "cust\x7f",  # DEL and C1 controls are not printable either
         "cu\x85st",  # (U+0085 is whitespace to str.strip(): inside the value)
         "cust\x9f",
+        "cust\u202e1",  # RIGHT-TO-LEFT OVERRIDE: reorders the id where it is shown
+        "\u2066cust\u2069",
+        "cu\u200bst",  # invisible: two different ids that look the same
+        "cust\ufeff1",
+        "cu\u2028st",  # (a line separator is whitespace to str.strip(): inside)
     ],
 )
 async def test_customer_id_with_control_characters_or_surrogates_is_refused(
@@ -590,6 +595,53 @@ async def test_customer_id_with_control_characters_or_surrogates_is_refused(
     assert response.status_code == 400
     assert response.json()["field"] == "customer_id"
     assert count(services, t.conversions) == 0
+
+
+BIDI = "an invisible or bidirectional formatting character"
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "reason"),
+    [
+        ("cus\u202e_1", f"customer_id must not contain U+202E ({BIDI})"),
+        ("\u2067cus_1\u2069", f"customer_id must not contain U+2067 ({BIDI})"),
+        ("cus_\u200b1", f"customer_id must not contain U+200B ({BIDI})"),
+    ],
+)
+@pytest.mark.parametrize("via", ["get", "form", "json", "pixel"])
+async def test_customer_id_with_bidi_characters_is_refused_on_every_intake(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    customer_id: str, reason: str, via: str,
+) -> None:  # fmt: skip
+    """Trojan Source: a U+202E in a stored customer id reorders it in the dashboard and
+    in CSV exports. Refused with the field named, whichever way the order arrives."""
+    make_coupon(services, world.partner, world.offer)
+    fields = {"token": world.program.postback_token, "order_id": "B-1", "amount": "10",
+              "coupon": "ANN10", "customer_id": customer_id}  # fmt: skip
+    if via == "get":
+        response = await tracker_client.get("/postback", params=fields)
+    elif via == "form":
+        response = await tracker_client.post("/postback", data=fields)
+    elif via == "json":
+        response = await tracker_client.post("/postback", json=fields)
+    else:
+        response = await tracker_client.get("/px", params=fields)
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_input", "reason": reason, "field": "customer_id"}
+    assert count(services, t.conversions) == 0
+    assert ledger(services) == []
+
+
+async def test_sub_ids_with_bidi_characters_are_dropped_like_control_ones(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    response = await click(tracker_client, sub1="promo\u202egnp", sub2="ok", sub3="\u2066x\u2069")
+    assert response.status_code == 302
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.clicks)).one()
+    assert (row.sub1, row.sub2, row.sub3) == (None, "ok", None)
+    assert row.flags is not None
+    assert "sub1:control characters" in row.flags and "sub3:control characters" in row.flags
 
 
 async def test_pixel_attributes_by_cookie(

@@ -174,6 +174,29 @@ def test_links_and_coupons(services: Services) -> None:
     assert _count(services, t.coupon_codes) == 1
 
 
+@pytest.mark.parametrize(
+    ("sub_ids", "reason"),
+    [
+        ({"sub1": "promo\u202eevil"}, "sub1 must not contain U+202E "),
+        ({"sub2": "\u2067x\u2069"}, "sub2 must not contain U+2067 "),
+        ({"sub3": "a\x85b"}, "sub3 must not contain U+0085 (a control character)"),
+        ({"sub1": "x" * 256}, "sub1 must be at most 255 characters"),
+    ],
+)
+def test_link_sub_ids_with_bidi_or_control_characters_are_refused(
+    services: Services, sub_ids: dict[str, str], reason: str
+) -> None:
+    world = make_world(services)
+    with pytest.raises(InvalidInput) as refused:
+        create_link(
+            services.uow(), services.clock,
+            CreateLink(world.partner.id, world.offer.id, sub_ids=sub_ids), actor="t",
+        )  # fmt: skip
+    assert refused.value.message.startswith(reason)
+    assert refused.value.field == next(iter(sub_ids))
+    assert _count(services, t.tracking_links) == 1  # the world's own
+
+
 def test_link_across_programs_is_refused(services: Services) -> None:
     world = make_world(services)
     other = make_program(services, slug="other")

@@ -171,6 +171,13 @@ def test_cpl_offer_pays_leads_not_sales(services: Services) -> None:
         ({"order_id": "has space"}, InvalidInput),
         ({"click_id": "not-a-click"}, InvalidInput),
         ({"event_type": "purchase"}, InvalidInput),
+        ({"customer_id": ""}, InvalidInput),
+        ({"customer_id": "c" * 129}, InvalidInput),
+        ({"customer_id": "cust\u202e1"}, InvalidInput),  # REST API, CSV, Shopify, Stripe
+        ({"customer_id": "\u2066cust\u2069"}, InvalidInput),
+        ({"customer_id": "cu\u200bst"}, InvalidInput),
+        ({"customer_id": "cust\x85"}, InvalidInput),
+        ({"customer_id": "cust\ud800"}, InvalidInput),
     ],
 )
 def test_bad_postbacks_are_refused_and_write_nothing(

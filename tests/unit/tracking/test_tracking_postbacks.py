@@ -76,6 +76,41 @@ def test_a_renewal_needs_its_subscribers_customer_id() -> None:
         assert refused.value.field == "customer_id"
 
 
+@pytest.mark.parametrize(
+    ("customer_id", "reason"),
+    [
+        ("cust\u202e9", "U+202E (an invisible or bidirectional formatting character)"),
+        ("\u2066cus_1\u2069", "U+2066 (an invisible or bidirectional formatting character)"),
+        ("cus\u200b_1", "U+200B (an invisible or bidirectional formatting character)"),
+        ("cus\u2028_1", "U+2028 (a line separator)"),
+        ("cus_\x7f", "U+007F (a control character)"),
+    ],
+)
+@pytest.mark.parametrize("event", ["sale", "renewal"])
+def test_customer_ids_with_bidi_invisible_or_control_characters_are_refused(
+    customer_id: str, reason: str, event: str
+) -> None:
+    """A right-to-left override in a customer id reorders it in the dashboard and in CSV
+    exports (Trojan Source); an invisible one makes two ids look the same."""
+    with pytest.raises(InvalidInput) as refused:
+        parse_postback({"token": "t", "order_id": "A", "event": event, "customer_id": customer_id})
+    assert (refused.value.message, refused.value.field) == (
+        f"customer_id must not contain {reason}", "customer_id",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("customer_id", ["anna.müller@example.de", "顧客-42", "עמית 7", "c" * 128])
+def test_customer_ids_in_any_script_are_kept(customer_id: str) -> None:
+    pb = parse_postback({"token": "t", "order_id": "A", "customer_id": f" {customer_id} "})
+    assert pb.customer_id == customer_id
+
+
+def test_a_customer_id_over_128_characters_is_refused() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_postback({"token": "t", "order_id": "A", "customer_id": "c" * 129})
+    assert refused.value.message == "customer_id must be 1-128 characters"
+
+
 def test_forged_cookie_click_id_is_ignored() -> None:
     pb = parse_postback({"token": "t", "order_id": "A"}, cookie_click_id="<script>")
     assert pb.cookie_click_id is None

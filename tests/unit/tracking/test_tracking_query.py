@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.text import unsafe_character
 from partnerflow.tracking.clicks import (
     LinkTarget,
     click_params,
@@ -39,6 +40,19 @@ def test_malformed_sub_ids_are_dropped_with_a_reason() -> None:
     assert params.dropped == ("sub1:too long", "sub2:control characters")
 
 
+def test_sub_ids_with_bidi_or_invisible_characters_are_dropped_like_control_ones() -> None:
+    """One rule (`core.text`) for every stored identifier: U+202E, U+2066-U+2069 and U+200B
+    are dropped from a click's sub-ids and UTM values as C0/C1 controls are."""
+    subs = b"sub1=a%E2%80%AEb&sub2=%E2%81%A6x%E2%81%A9&sub3=a%E2%80%8Bb&sub4=ok"
+    params = click_params(parse_query(subs + b"&utm_source=x%E2%80%AE"))
+    assert params.sub_ids == {"sub4": "ok"}
+    assert params.utm == ()
+    assert params.dropped == (
+        "sub1:control characters", "sub2:control characters", "sub3:control characters",
+        "utm_source:invalid",
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "raw", [b"sub1=%ff%fe", b"sub1=\xff", b"x=" + b"a" * 5000, b"&".join([b"a=1"] * 100)]
 )
@@ -57,7 +71,7 @@ def test_query_parsing_never_fails_otherwise(raw: bytes) -> None:
     params = click_params(query)
     for value in params.sub_ids.values():
         assert len(value) <= 255
-        assert all(ord(ch) >= 32 and ord(ch) != 127 for ch in value)
+        assert unsafe_character(value) is None
 
 
 @settings(max_examples=200, deadline=None)
