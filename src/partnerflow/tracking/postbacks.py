@@ -10,19 +10,31 @@ extended with the pf_click cookie and customer-id matching.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
 from partnerflow.core.money import check_currency, parse_amount
+from partnerflow.tracking.clicks import parse_query
 from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.rules import check_coupon_code, check_customer_id, check_order_id
 
 MAX_TOKEN = 128
+MAX_FORM_FIELDS = 64
+
+# The parameters `parse_postback` reads. One of them given twice with different values (in
+# the query and the body, or twice in either) is refused; any other parameter (a shop's own
+# fields, `item=1&item=2`) is ignored, however often it comes.
+POSTBACK_FIELDS: Final = frozenset(
+    {"token", "order_id", "amount", "currency", "event", "event_type", "click_id", "coupon",
+     "customer_id", "refund_id"}
+)  # fmt: skip
 
 
 class PostbackKind(enum.StrEnum):
@@ -64,6 +76,84 @@ def _text(params: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+def query_fields(raw: bytes | str) -> list[tuple[str, str]]:
+    """Every (key, value) of a postback's or pixel's query string, in order. The click
+    path's `parse_query` checks it first (length, ASCII, percent-encoded UTF-8, 64 fields),
+    then urllib's parse_qsl — which `parse_query` matches, a property test says — lists
+    every value where `parse_query` keeps the first."""
+    parse_query(raw)
+    text = raw.decode("ascii") if isinstance(raw, bytes) else raw
+    return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS)
+
+
+def body_fields(body: bytes, ctype: str) -> list[tuple[str, Any]]:
+    """Every (key, value) of a POST body, in order: a JSON object's members (numbers as
+    Decimal, never binary floats) or a form's fields (UTF-8, at most 64)."""
+    if ctype == "application/json":
+        # The members of the top-level object as sent: json.loads keeps only the last of a
+        # repeated key. The top-level object is the last one the decoder completes.
+        top: list[list[tuple[str, Any]]] = [[]]
+
+        def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            top[0] = pairs
+            return dict(pairs)
+
+        try:
+            data = json.loads(body, parse_float=Decimal, object_pairs_hook=members)
+        # ArithmeticError: decimal.InvalidOperation from parse_float, for a number whose
+        # exponent is past what Decimal can hold (1e-9999999999999999999999, any field).
+        except (ValueError, RecursionError, ArithmeticError):
+            raise InvalidInput("body is not valid JSON", field="body") from None
+        if not isinstance(data, dict):
+            raise InvalidInput("JSON body must be an object", field="body")
+        return top[0]
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("body is not a valid form (UTF-8)", field="body") from None
+    try:
+        return parse_qsl(
+            text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput(
+            "body is not a valid form (UTF-8, at most 64 fields)", field="body"
+        ) from None
+
+
+def _given(value: Any) -> Any:
+    """What a value says, to compare two of them as `parse_postback` reads them: text
+    without its surrounding whitespace, numbers as their text, blank as not given (None)."""
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
+def merge_fields(*sources: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """The parameters of a conversion request from its sources (query, then body).
+
+    A postback parameter given more than once must say the same thing each time: a body
+    that silently replaced the query's `token` (or `order_id`, `amount`...) would let
+    whoever fills one of them override what the other says — the conversion credited to
+    another program, another order. Different values are refused (400, naming the
+    parameter); the same value again, or a blank one beside a value, is not a conflict."""
+    merged: dict[str, Any] = {}
+    for source in sources:
+        for key, value in source:
+            if key in merged and key in POSTBACK_FIELDS:
+                before, now = _given(merged[key]), _given(value)
+                if now is None:
+                    continue
+                if before is not None:
+                    if before != now:
+                        raise InvalidInput(f"{key} given twice with different values", field=key)
+                    continue
+            merged[key] = value
+    return merged
+
+
 def parse_postback(
     params: Mapping[str, Any], *, token: str | None = None, cookie_click_id: str | None = None
 ) -> Postback:
@@ -74,7 +164,10 @@ def parse_postback(
         raise Forbidden("missing postback token", field="token")
     if len(token) > MAX_TOKEN:
         raise Forbidden("unknown postback token", field="token")
-    event_raw = (_text(params, "event") or _text(params, "event_type") or "sale").lower()
+    event, event_alias = _text(params, "event"), _text(params, "event_type")
+    if event and event_alias and event.lower() != event_alias.lower():
+        raise InvalidInput("event and event_type disagree: give one of them", field="event")
+    event_raw = (event or event_alias or "sale").lower()
     order_id = check_order_id(_text(params, "order_id") or "")
     amount_raw = params.get("amount")
     if isinstance(amount_raw, float):

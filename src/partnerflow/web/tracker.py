@@ -23,7 +23,6 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final, Protocol
 
@@ -62,7 +61,7 @@ from partnerflow.tracking.clicks import (
     read_cookies,
 )
 from partnerflow.tracking.identifiers import fast_click_id as new_click_id
-from partnerflow.tracking.postbacks import parse_postback
+from partnerflow.tracking.postbacks import body_fields, merge_fields, parse_postback, query_fields
 from partnerflow.tracking.rules import LINK_CODE_RE
 
 log = logging.getLogger("partnerflow.tracking")
@@ -656,15 +655,17 @@ class Tracker:
 
     # -- conversions -----------------------------------------------------------------------
     async def _params(self, req: TrackRequest) -> dict[str, Any]:
-        params: dict[str, Any] = dict(parse_query(req.query))
+        """The query's and the body's parameters; one given in both (or twice in either)
+        with different values is refused (`merge_fields`), never silently overridden."""
+        query = query_fields(req.query)
         if req.method == "POST":
             body = await req.body()
             if body:
                 ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
-                params.update(_body_params(body, ctype))
+                return merge_fields(query, body_fields(body, ctype))
         elif req.method != "GET":  # HEAD too: it must not record a conversion
             raise MethodNotAllowed("use GET or POST")
-        return params
+        return merge_fields(query)
 
     async def postback(self, req: TrackRequest) -> Reply:
         params = await self._params(req)
@@ -679,7 +680,7 @@ class Tracker:
         ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise InvalidInput("the order webhook takes application/json", field="content-type")
-        params = _body_params(await req.body(), ctype)
+        params = merge_fields(body_fields(await req.body(), ctype))
         pb = parse_postback(params, token=_header_token(req))
         program = await self._program(pb.token)
         outcome = await self.writer.record(pb, program)
@@ -688,7 +689,7 @@ class Tracker:
     async def pixel(self, req: TrackRequest) -> Reply:
         if req.method not in EVENT_METHODS:
             raise MethodNotAllowed("the pixel takes GET")
-        params = parse_query(req.query)
+        params = merge_fields(query_fields(req.query))
         cookie = req.header("cookie")
         cookie_click = read_cookies(cookie).get("pf_click") if cookie else None
         if cookie_click is not None and not is_click_id(cookie_click):
@@ -761,31 +762,6 @@ def _header_token(req: TrackRequest) -> str | None:
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
     return None
-
-
-def _body_params(body: bytes, ctype: str) -> dict[str, Any]:
-    if ctype == "application/json":
-        try:
-            data = json.loads(body, parse_float=Decimal)
-        # ArithmeticError: decimal.InvalidOperation from parse_float, for a number whose
-        # exponent is past what Decimal can hold (1e-9999999999999999999999, any field).
-        except (ValueError, RecursionError, ArithmeticError):
-            raise InvalidInput("body is not valid JSON", field="body") from None
-        if not isinstance(data, dict):
-            raise InvalidInput("JSON body must be an object", field="body")
-        return data
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("body is not a valid form (UTF-8)", field="body") from None
-    from urllib.parse import parse_qsl
-
-    try:
-        return dict(parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=64))
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidInput(
-            "body is not a valid form (UTF-8, at most 64 fields)", field="body"
-        ) from None
 
 
 def _inactive_link(target: LinkTarget) -> Reply:

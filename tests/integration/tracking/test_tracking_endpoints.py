@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from tests.factories import World, make_coupon, make_world
+from tests.factories import World, make_coupon, make_program, make_world
 
 from partnerflow.bootstrap import Services
 from partnerflow.partners.services import change_status
@@ -529,6 +530,104 @@ async def test_other_methods_on_links_and_pixels_are_405_and_record_nothing(
         assert "location" not in response.headers
     assert count(services, t.clicks) == 0
     assert count(services, t.impressions) == 0
+    assert count(services, t.conversions) == 0
+
+
+def twice(key: str) -> dict[str, str]:
+    return {"error": "invalid_input", "reason": f"{key} given twice with different values",
+            "field": key}  # fmt: skip
+
+
+@pytest.mark.parametrize("body", ["form", "json"])
+async def test_a_post_body_cannot_override_the_query_strings_token(
+    services: Services, world: World, tracker_client: httpx.AsyncClient, body: str
+) -> None:
+    """The body used to win: a POST to a postback URL holding program A's token, with
+    program B's token in its body, was credited to program B."""
+    make_coupon(services, world.partner, world.offer)
+    other = make_program(services, slug="other")
+    fields = {"token": other.postback_token, "order_id": "T-1", "amount": "10"}
+    sent = {"data": fields} if body == "form" else {"json": fields}
+    response = await tracker_client.post(
+        "/postback", params={"token": world.program.postback_token}, **sent
+    )
+    assert response.status_code == 400
+    assert response.json() == twice("token")
+    assert count(services, t.conversions) == 0
+    assert ledger(services) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "fields", "key"),
+    [
+        ({"order_id": "Q-1"}, {"order_id": "Q-2"}, "order_id"),
+        ({"amount": "10"}, {"amount": "1000"}, "amount"),
+        ({"coupon": "ANN10"}, {"coupon": "BOB10"}, "coupon"),
+        ({"event": "sale"}, {"event": "refund"}, "event"),
+    ],
+)
+async def test_any_postback_parameter_in_query_and_body_must_agree(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    query: dict[str, str], fields: dict[str, str], key: str,
+) -> None:  # fmt: skip
+    make_coupon(services, world.partner, world.offer)
+    base = {"token": world.program.postback_token, "order_id": "Q-1", "amount": "10"}
+    response = await tracker_client.post(
+        "/postback", params={**base, **query}, data={**base, **fields}
+    )
+    assert response.status_code == 400
+    assert response.json() == twice(key)
+    assert count(services, t.conversions) == 0
+
+
+async def test_the_same_value_in_query_and_body_is_accepted(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    make_coupon(services, world.partner, world.offer)
+    token = world.program.postback_token
+    response = await tracker_client.post(
+        "/postback",
+        params={"token": token, "order_id": "S-1", "coupon": ""},  # blank: not a second value
+        json={"token": token, "order_id": "S-1", "amount": 40, "coupon": "ANN10"},
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["attributed_by"], response.json()["commission"]) == ("coupon", "4.00")
+    assert count(services, t.conversions) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "sent"),
+    [
+        ("GET", "/postback", {"params": "token={a}&order_id=R-1&token={b}"}),
+        ("GET", "/px", {"params": "token={a}&order_id=R-1&token={b}"}),
+        ("POST", "/postback", {"content": "token={a}&order_id=R-1&token={b}",
+                               "headers": {"content-type": "application/x-www-form-urlencoded"}}),
+        ("POST", "/postback", {"content": '{{"token": "{a}", "order_id": "R-1", "token": "{b}"}}',
+                               "headers": {"content-type": "application/json"}}),
+        ("POST", "/api/v1/orders",
+         {"content": '{{"order_id": "R-1", "amount": "1", "amount": "{b}"}}',
+          "headers": {"content-type": "application/json", "authorization": "Bearer {a}"}}),
+    ],
+)  # fmt: skip
+async def test_a_parameter_repeated_in_one_source_with_different_values_is_refused(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    method: str, path: str, sent: dict[str, object],
+) -> None:  # fmt: skip
+    """urllib and json.loads keep the last of a repeated key, our query parser the first:
+    which one counted depended on where it was. Now neither does."""
+    other = make_program(services, slug="other")
+    tokens = {"a": world.program.postback_token, "b": other.postback_token}
+    if path == "/api/v1/orders":
+        tokens["b"] = "100"
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return str(value).format(**tokens)
+
+    response = await tracker_client.request(method, path, **fill(sent))
+    assert response.status_code == 400
+    assert response.json() == twice("amount" if path == "/api/v1/orders" else "token")
     assert count(services, t.conversions) == 0
 
 

@@ -11,13 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partnerflow.core.errors import Forbidden, InvalidInput, PartnerflowError
+from partnerflow.tracking.clicks import parse_query
 from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.postbacks import (
     NO_PROGRAM,
+    POSTBACK_FIELDS,
     PostbackKind,
     Touch,
     attribute,
+    body_fields,
+    merge_fields,
     parse_postback,
+    query_fields,
     reversal_for,
 )
 
@@ -127,6 +132,125 @@ def test_forged_cookie_click_id_is_ignored() -> None:
 def test_postback_parsing_only_raises_our_errors(params: dict[str, object]) -> None:
     with contextlib.suppress(PartnerflowError):
         parse_postback(params)
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        ([("token", "program-a")], [("token", "program-b")]),  # query vs body
+        ([("token", "program-a"), ("token", "program-b")],),  # twice in the query
+        ([("order_id", "A-1")], [("order_id", "A-2")]),
+        ([("amount", "10")], [("amount", Decimal("100"))]),
+        ([("amount", "10")], [("amount", "10.00")]),  # the same amount, not the same text
+    ],
+)
+def test_a_postback_parameter_given_twice_with_different_values_is_refused(
+    sources: tuple[list[tuple[str, object]], ...],
+) -> None:
+    key = sources[0][0][0]
+    with pytest.raises(InvalidInput) as refused:
+        merge_fields(*sources)
+    assert (refused.value.message, refused.value.field) == (
+        f"{key} given twice with different values", key,
+    )  # fmt: skip
+
+
+def test_the_same_value_twice_or_a_blank_beside_a_value_is_not_a_conflict() -> None:
+    assert merge_fields(
+        [("token", "t"), ("amount", "10"), ("coupon", ""), ("customer_id", "c1")],
+        [("token", " t "), ("amount", 10), ("coupon", "ANN10"), ("customer_id", "")],
+    ) == {"token": "t", "amount": "10", "coupon": "ANN10", "customer_id": "c1"}
+    # A shop's own fields may repeat with any values: they are not read.
+    assert merge_fields([("item", "1"), ("item", "2")], [("item", "3")]) == {"item": "3"}
+
+
+FIELD_VALUES = st.sampled_from(["a", "b", " a", "", "  ", None, 1, Decimal("1"), "1"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from(["token", "amount", "sub1"]), FIELD_VALUES), max_size=4),
+        min_size=1, max_size=3,
+    )
+)  # fmt: skip
+def test_merging_refuses_exactly_the_disagreements_and_keeps_what_agrees(
+    sources: list[list[tuple[str, object]]],
+) -> None:
+    said: dict[str, set[str]] = {}
+    for key, value in (pair for source in sources for pair in source):
+        text = str(value).strip() if value is not None else ""
+        if key in POSTBACK_FIELDS and text:
+            said.setdefault(key, set()).add(text)
+    conflicts = {key for key, texts in said.items() if len(texts) > 1}
+    try:
+        merged = merge_fields(*sources)
+    except InvalidInput as refused:
+        assert refused.field in conflicts
+        return
+    assert not conflicts
+    for key, texts in said.items():
+        assert {str(merged[key]).strip()} == texts
+
+
+QUERY_PIECES = st.sampled_from(["token", "a", "=", "&", "+", "%", "%20", "%C3%A9", "%ff", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(QUERY_PIECES, max_size=30).map("".join))
+def test_query_fields_read_the_query_as_the_click_parser_does(text: str) -> None:
+    """The same checks and values as `parse_query`, but every value of a repeated key."""
+    try:
+        expected: dict[str, str] | None = parse_query(text.encode())
+    except InvalidInput:
+        expected = None
+    try:
+        pairs = query_fields(text.encode())
+    except InvalidInput:
+        assert expected is None
+        return
+    first: dict[str, str] = {}
+    for key, value in pairs:
+        first.setdefault(key, value)
+    assert first == expected
+
+
+def test_body_fields_keep_every_member_of_the_top_level_json_object() -> None:
+    """json.loads keeps the last of a repeated key: the pairs as sent are what is merged."""
+    body = b'{"token": "a", "order": {"token": "x", "token": "y"}, "token": "b", "amount": 1.50}'
+    assert body_fields(body, "application/json") == [
+        ("token", "a"), ("order", {"token": "y"}), ("token", "b"), ("amount", Decimal("1.50")),
+    ]  # fmt: skip
+    assert body_fields(b"token=a&item=1&token=b", "application/x-www-form-urlencoded") == [
+        ("token", "a"), ("item", "1"), ("token", "b"),
+    ]  # fmt: skip
+    for bad in (b"[1]", b"{", b'{"a": 1e-9999999999999999999999}'):
+        with pytest.raises(InvalidInput):
+            body_fields(bad, "application/json")
+
+
+@pytest.mark.parametrize(
+    ("params", "event"),
+    [
+        ({"event": "refund", "event_type": "sale"}, None),
+        ({"event": "lead", "event_type": "signup"}, None),
+        ({"event": "Lead", "event_type": "lead"}, EventType.LEAD),
+        ({"event": "lead", "event_type": " "}, EventType.LEAD),
+    ],
+)
+def test_event_and_event_type_must_agree_when_both_are_given(
+    params: dict[str, str], event: EventType | None
+) -> None:
+    """Two names for one parameter: `event` used to win silently over `event_type`."""
+    fields = {"token": "t", "order_id": "A", **params}
+    if event is not None:
+        assert parse_postback(fields).event_type is event
+        return
+    with pytest.raises(InvalidInput) as refused:
+        parse_postback(fields)
+    assert (refused.value.message, refused.value.field) == (
+        "event and event_type disagree: give one of them", "event",
+    )  # fmt: skip
 
 
 def touch(by: AttributedBy, days_ago: float = 1, program: int = 1, partner: int = 7) -> Touch:
