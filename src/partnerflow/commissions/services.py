@@ -635,12 +635,24 @@ def reverse_conversion(
         currency = conv.amount.currency
         left = conv.amount.amount - conv.refunded.amount
         refund = Money(left if amount is None else amount, currency)
+        zero_order = conv.amount.amount == 0
         if amount is not None and amount <= 0:
             raise InvalidInput("refund amount must be positive", field="amount")
         if amount is not None:
             check_minor_units(amount, currency)
-        if conv.amount.amount > 0 and left <= 0:
+        # Fully refunded: all of its amount, or — an order of amount zero (a lead, a signup
+        # paid a fixed commission), whose reversal moves no amount — its status. Without
+        # the status check a zero order's "refund" was recorded (and published) again and
+        # again.
+        if (left <= 0 and not zero_order) or (zero_order and conv.status == "reversed"):
             raise Conflict(f"order {order_id} is already fully refunded")
+        if zero_order and amount is not None:
+            # As the tracker answers (`tracking.postbacks.reversal_for`).
+            raise InvalidInput(
+                f"order {order_id}'s amount is zero (a lead or signup): there is nothing to "
+                "refund; reverse it without an amount to take its commission back",
+                field="amount",
+            )
         if refund.amount > left:
             raise InvalidInput(
                 f"refund of {refund.format()} is larger than what is left of order {order_id} "
@@ -651,10 +663,13 @@ def reverse_conversion(
         entries = uow.ledger.entries(conversion_ids=[conv.id])
         has_commission = any(e.kind is EntryKind.COMMISSION for e in entries)
         standing = pure_ledger.conversion_total(entries, conv.id)
-        text = (
+        what = (
             f"{kind} of {refund.format()} on order {order_id} "
-            f"({'full' if fully else 'partial, pro rata'}): {reason.strip()}"
+            f"({'full' if fully else 'partial, pro rata'})"
+            if not zero_order
+            else f"{kind} of order {order_id} (amount zero: its whole commission)"
         )
+        text = f"{what}: {reason.strip()}"
         new: list[Entry] = []
         if has_commission and standing > 0:
             commission = next(e for e in entries if e.kind is EntryKind.COMMISSION)

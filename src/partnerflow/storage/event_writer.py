@@ -1166,7 +1166,14 @@ class EventWriter:
         txn_key = f"reversal:{conv_id}:{key}"[:200]
         cur.execute(sql("SELECT COUNT(*) FROM commission_entries WHERE txn_id = ?"), (txn_id,))
         already = cur.fetchone()[0] > 0
-        if already or (order_micros > 0 and refunded >= order_micros):
+        # Fully refunded: all of its amount, or — an order of amount zero, whose reversal
+        # moves no amount and may book no entry — its status.
+        done = (
+            refunded >= order_micros
+            if order_micros > 0
+            else status == ConversionStatus.REVERSED.value
+        )
+        if already or done:
             if (
                 status == ConversionStatus.REVERSED.value
                 and self.cap_store.redis is not None
@@ -1207,6 +1214,8 @@ class EventWriter:
         reason = (
             f"{pb.kind.value} of {refund_text} {currency} on order {pb.order_id}"
             f" ({'full' if reversal.fully_refunded else 'partial, pro rata'})"
+            if order_micros > 0
+            else f"{pb.kind.value} of order {pb.order_id} (amount zero: its whole commission)"
         )
         if reversal.entries and partner_id is not None:
             self._ledger(

@@ -300,6 +300,10 @@ class Reversal:
 
 
 BUCKET_ORDER = ("paid", "approved", "pending")
+ZERO_ORDER_REFUND = (
+    "the order's amount is zero (a lead or signup): there is nothing to refund; leave "
+    "amount out to reverse its commission"
+)
 
 
 def reversal_for(
@@ -316,18 +320,28 @@ def reversal_for(
     order is refused. The last refund takes back whatever commission is still standing, so
     rounding never leaves a cent behind; earlier ones take commission x refund / order,
     rounded half-up to the currency's minor unit. Money comes back out of the bucket it sits
-    in now (pending, approved or already paid — a clawback)."""
-    remaining = order_micros - refunded_micros
-    amount = remaining if refund_micros is None else refund_micros
-    if amount <= 0:
-        raise InvalidInput("refund amount must be positive", field="amount")
-    if amount > remaining:
-        raise InvalidInput(
-            "refund exceeds what is left of the order "
-            f"({Decimal(remaining) / Decimal(1_000_000)} left)",
-            field="amount",
-        )
-    fully = amount == remaining
+    in now (pending, approved or already paid — a clawback).
+
+    An order of amount zero (a lead, a signup paid a fixed commission) has nothing to
+    refund but can still be reversed: without an amount it takes its whole commission back
+    (none standing: no entry), as `commissions.services.reverse_conversion` does; an
+    amount is refused, there being nothing to refund."""
+    if order_micros == 0:
+        if refund_micros is not None:
+            raise InvalidInput(ZERO_ORDER_REFUND, field="amount")
+        amount = 0
+    else:
+        remaining = order_micros - refunded_micros
+        amount = remaining if refund_micros is None else refund_micros
+        if amount <= 0:
+            raise InvalidInput("refund amount must be positive", field="amount")
+        if amount > remaining:
+            raise InvalidInput(
+                "refund exceeds what is left of the order "
+                f"({Decimal(remaining) / Decimal(1_000_000)} left)",
+                field="amount",
+            )
+    fully = amount == order_micros - refunded_micros
     standing = sum(v for v in net_by_bucket.values() if v > 0)
     if fully or order_micros == 0:
         to_take = standing

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from tests.factories import make_coupon, make_offer
 from tests.integration.commissions.money_world import (
+    MoneyWorld,
     approved_sum,
     count,
     make_money_world,
@@ -28,6 +30,7 @@ from partnerflow.core.errors import Conflict, InvalidInput
 from partnerflow.core.money import Money
 from partnerflow.payouts.services import build_payout, mark_batch_paid
 from partnerflow.storage import tables as t
+from partnerflow.tracking.services import RecordConversion, record_conversion
 
 
 def _net(svc: Services, conversion_id: int) -> Decimal:
@@ -125,6 +128,70 @@ def test_refund_finer_than_the_currency_or_of_nothing_is_refused(
     assert count(services, t.commission_entries) == before
     with services.engine.connect() as conn:
         assert conn.execute(select(t.conversions.c.refunded_micros)).scalar_one() == 0
+
+
+def _lead(services: Services, w: MoneyWorld, order_id: str, coupon: str | None) -> int:
+    result = record_conversion(
+        services.uow(), services.clock,
+        RecordConversion(token=w.program.postback_token, order_id=order_id, amount="0",
+                         coupon=coupon, event_type="lead"),
+    )  # fmt: skip
+    return int(result.conversion.id)
+
+
+def test_a_leads_commission_is_reversed_without_an_amount_and_only_once(
+    services: Services,
+) -> None:
+    """The same rule as the tracker's refund postback: an order of amount zero (a CPL lead)
+    is reversed without an amount, its whole commission taken back; an amount is refused;
+    a second reversal is refused like one of a fully refunded order (it used to be
+    recorded, audited and published again)."""
+    w = make_money_world(services, lock_days=0)
+    lead = make_offer(services, w.program, name="Quote", plan={"type": "cpl", "amount": "5"})
+    make_coupon(services, w.ann, lead, code="LEAD5")
+    conv = _lead(services, w, "L-1", "LEAD5")
+    approve_commissions(w.uow(), w.clock, w.program.id)
+    with pytest.raises(InvalidInput) as refused:
+        reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="L-1",
+                           amount=Decimal(5), reason="x", author="ops")  # fmt: skip
+    assert refused.value.message == (
+        "order L-1's amount is zero (a lead or signup): there is nothing to refund; reverse "
+        "it without an amount to take its commission back"
+    )
+    assert _net(services, conv) == Decimal(5)
+    done = reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="L-1",
+                              amount=None, reason="fake lead", author="ops")  # fmt: skip
+    assert (done.reversed, done.fully_refunded) == (Money(Decimal(5), "EUR"), True)
+    assert (
+        done.entries[0].reason
+        == "refund of order L-1 (amount zero: its whole commission): fake lead"
+    )
+    assert _net(services, conv) == Decimal(0)
+    entries, events = count(services, t.commission_entries), count(services, t.outbox_events)
+    with pytest.raises(Conflict, match="order L-1 is already fully refunded"):
+        reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="L-1",
+                           amount=None, reason="again", author="ops", key="other")  # fmt: skip
+    assert (count(services, t.commission_entries), count(services, t.outbox_events)) == (
+        entries, events,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("coupon", ["ANN10", None])
+def test_a_zero_order_without_commission_is_reversed_without_a_zero_entry(
+    services: Services, coupon: str | None
+) -> None:
+    w = make_money_world(services)
+    _lead(services, w, "S-1", coupon)  # 10% of 0.00, or unattributed
+    entries = count(services, t.commission_entries)
+    done = reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="S-1",
+                              amount=None, reason="cancelled", author="ops")  # fmt: skip
+    assert (done.reversed, done.entries, done.fully_refunded) == (None, (), True)
+    assert count(services, t.commission_entries) == entries
+    with services.engine.connect() as conn:
+        assert conn.execute(select(t.conversions.c.status)).scalar_one() == "reversed"
+    with pytest.raises(Conflict):
+        reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="S-1",
+                           amount=None, reason="again", author="ops")  # fmt: skip
 
 
 def test_clawback_after_payout_carries_a_negative_balance_forward(services: Services) -> None:

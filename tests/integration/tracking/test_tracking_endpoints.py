@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from sqlalchemy import func, select
-from tests.factories import World, make_coupon, make_program, make_world
+from tests.factories import World, make_coupon, make_offer, make_program, make_world
 
 from partnerflow.bootstrap import Services
 from partnerflow.partners.services import change_status
@@ -467,6 +467,101 @@ async def test_refund_reason_writes_round_amounts_without_an_exponent(
             .all()
         )
     assert reasons == ["refund of 100 EUR on order R-2 (partial, pro rata)"]  # not "1E+2"
+
+
+def events(services: Services) -> list[str]:
+    with services.engine.connect() as conn:
+        rows = conn.execute(select(t.outbox_events.c.event_type).order_by(t.outbox_events.c.id))
+        return list(rows.scalars())
+
+
+def conversion_state(services: Services) -> tuple[str, int]:
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.conversions.c.status, t.conversions.c.refunded_micros)).one()
+    return row.status, row.refunded_micros
+
+
+ZERO_ORDER = (
+    "the order's amount is zero (a lead or signup): there is nothing to refund; leave "
+    "amount out to reverse its commission"
+)
+
+
+@pytest.fixture
+def lead_coupon(services: Services, world: World) -> str:
+    """A CPL offer (5.00 per lead) and its coupon, made before the tracker starts (it
+    caches the plans it prices with)."""
+    lead = make_offer(services, world.program, name="Quote", plan={"type": "cpl", "amount": "5"})
+    return make_coupon(services, world.partner, lead, code="LEAD5").code
+
+
+@pytest.mark.parametrize("kind", ["refund", "chargeback"])
+@pytest.mark.parametrize("amount", [{}, {"amount": "0"}])
+async def test_a_leads_commission_is_reversed_by_a_refund_without_amount(
+    services: Services, world: World, lead_coupon: str, tracker_client: httpx.AsyncClient,
+    kind: str, amount: dict[str, str],
+) -> None:  # fmt: skip
+    """A CPL lead (order amount 0, a fixed 5.00 commission) could not be reversed through
+    the tracker: "refund amount must be positive". Without `amount` its whole commission
+    comes back; an amount is refused (nothing to refund); a repeat is a duplicate."""
+    token = world.program.postback_token
+    placed = await postback(
+        tracker_client, token=token, event="lead", order_id="L-1", coupon=lead_coupon, **amount
+    )
+    assert (placed.status_code, placed.json()["commission"]) == (200, "5.00"), placed.text
+    refused = await postback(tracker_client, token=token, event=kind, order_id="L-1", amount="5")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "invalid_input", "reason": ZERO_ORDER, "field": "amount"}
+    assert ledger(services) == [("commission", "pending", 5_000_000)]
+    assert conversion_state(services) == ("pending", 0)
+
+    reversed_ = await postback(tracker_client, token=token, event=kind, order_id="L-1")
+    assert reversed_.status_code == 200, reversed_.text
+    body = reversed_.json()
+    assert (body["kind"], body["duplicate"], body["status"], body["reversed"]) == (
+        kind, False, "reversed", "5.00",
+    )  # fmt: skip
+    assert body["explanation"] == f"{kind} of order L-1 (amount zero: its whole commission)"
+    assert ledger(services) == [
+        ("commission", "pending", 5_000_000), ("reversal", "pending", -5_000_000),
+    ]  # fmt: skip
+    assert conversion_state(services) == ("reversed", 0)
+    published = events(services)
+
+    for again in ({}, {"refund_id": "another"}, {"amount": "5"}):
+        repeat = await postback(tracker_client, token=token, event=kind, order_id="L-1", **again)
+        assert repeat.status_code == 200
+        assert (repeat.json()["duplicate"], repeat.json()["explanation"]) == (
+            True, "refund already recorded",
+        )  # fmt: skip
+    assert len(ledger(services)) == 2
+    assert events(services) == published  # nothing published twice
+
+
+@pytest.mark.parametrize("coupon", [{"coupon": "ANN10"}, {}])
+async def test_a_zero_order_without_commission_is_reversed_without_a_zero_entry(
+    services: Services, world: World, tracker_client: httpx.AsyncClient,
+    coupon: dict[str, str],
+) -> None:  # fmt: skip
+    """A signup on a percent-of-sale offer (commission 0.00) or an unattributed lead: the
+    refund marks the conversion reversed and publishes it, and books no reversal of 0."""
+    make_coupon(services, world.partner, world.offer)
+    token = world.program.postback_token
+    placed = await postback(
+        tracker_client, token=token, event="signup", order_id="S-1", amount="0", **coupon
+    )
+    assert placed.status_code == 200
+    booked = ledger(services)
+    before = events(services)
+    response = await postback(tracker_client, token=token, event="refund", order_id="S-1")
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["reversed"]) == ("reversed", "0.00")
+    assert ledger(services) == booked
+    assert conversion_state(services) == ("reversed", 0)
+    assert events(services) == [*before, "conversion.reversed"]
+    repeat = await postback(tracker_client, token=token, event="refund", order_id="S-1")
+    assert repeat.json()["duplicate"] is True
+    assert events(services) == [*before, "conversion.reversed"]
 
 
 async def test_refund_of_unknown_order_is_404(

@@ -323,3 +323,33 @@ def test_refunds_never_reverse_more_than_the_commission(
         assert standing >= 0
         if r.fully_refunded:
             assert standing == 0
+
+
+@pytest.mark.parametrize(
+    ("net", "entries"),
+    [
+        ({"pending": 5_000_000}, (("pending", -5_000_000),)),
+        # Approved and partly paid: the clawback comes out of paid first, as for any order.
+        ({"pending": 0, "approved": 3_000_000, "paid": 2_000_000},
+         (("paid", -2_000_000), ("approved", -3_000_000))),
+        ({}, ()),  # no commission (unattributed, or a zero one): reversed, no entry of zero
+        ({"pending": 0}, ()),
+    ],
+)  # fmt: skip
+def test_a_zero_amount_order_without_refund_amount_reverses_its_whole_commission(
+    net: dict[str, int], entries: tuple[tuple[str, int], ...]
+) -> None:
+    """A CPL lead or a signup (order amount 0, fixed commission): "refund amount must be
+    positive" used to refuse it, so its commission could not be reversed by postback."""
+    r = reversal_for(0, 0, None, 5_000_000, net, 2)
+    assert (r.refund_micros, r.fully_refunded, r.entries) == (0, True, entries)
+
+
+@pytest.mark.parametrize("refund", [1, 10_000_000])
+def test_a_refund_amount_on_a_zero_amount_order_is_refused(refund: int) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        reversal_for(0, 0, refund, 5_000_000, {"pending": 5_000_000}, 2)
+    assert (refused.value.message, refused.value.field) == (
+        "the order's amount is zero (a lead or signup): there is nothing to refund; leave "
+        "amount out to reverse its commission", "amount",
+    )  # fmt: skip
