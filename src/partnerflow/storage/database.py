@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,20 @@ from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY_OPTION = "partnerflow_read_only"
+
+
+def _null(value: None) -> None:
+    return value
+
+
+# Binding None. For every parameter that is not exactly an int, float, str or bytearray, the
+# sqlite3 module looks for an adapter: for None it finds none in its registry, then asks its
+# PrepareProtocol type for `__adapt__`, which raises and formats an AttributeError that is
+# cleared at once. A click row binds 6-10 NULLs (empty sub-ids, referrer, flags, creative):
+# perf put that lookup at ~5% of the tracker's CPU per click. A registered adapter is found
+# in the registry first; it hands None back unchanged, so NULL is stored as before (for
+# every SQLite connection of the process: the registry is the module's).
+sqlite3.register_adapter(type(None), _null)
 
 
 def normalise_url(url: str) -> str:
