@@ -37,6 +37,7 @@ from typing import Any
 MODULES: tuple[str, ...] = (
     "partnerflow.core.ids",
     "partnerflow.storage.counters",
+    "partnerflow.storage.event_writer",
     "partnerflow.tracking.clicks",
     "partnerflow.tracking.devices",
     "partnerflow.tracking.geo",

@@ -36,15 +36,21 @@ class Forbidden(PartnerflowError):
     code = "forbidden"
 
 
-# The tracker's HTTP refusals. Defined here, not in `web.tracker`: that module may run
-# compiled (`partnerflow.speedups`), and an exception class's `code` must stay a plain
-# class attribute.
+# The tracker's HTTP refusals. Defined here, not in `web.tracker` or `storage.event_writer`:
+# those modules may run compiled (`partnerflow.speedups`), and an exception class's `code`
+# must stay a plain class attribute (compiled, a subclass's `code` was the base's).
 class BodyTooLarge(PartnerflowError):
     code = "payload_too_large"
 
 
 class MethodNotAllowed(PartnerflowError):
     code = "method_not_allowed"
+
+
+class DatabaseUnavailable(PartnerflowError):
+    """The database cannot be written right now (the tracker answers 503: retry later)."""
+
+    code = "database_unavailable"
 
 
 class InvalidTransition(PartnerflowError):

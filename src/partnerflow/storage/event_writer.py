@@ -55,7 +55,7 @@ from partnerflow.commissions.ports import ProgramTerms
 from partnerflow.commissions.services import ConversionInput, Priced, commission_for_conversion
 from partnerflow.core.clock import Clock, SystemClock
 from partnerflow.core.currencies import MINOR_UNITS
-from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
+from partnerflow.core.errors import DatabaseUnavailable, InvalidInput, NotFound, PartnerflowError
 from partnerflow.core.events import (
     COMMISSION_CREATED,
     COMMISSION_REVERSED,
@@ -152,12 +152,6 @@ class _ClickRow:
 
 class _Rerun(Exception):
     """A conversion failed after writing: rerun the batch with a SAVEPOINT each."""
-
-
-class DatabaseUnavailable(PartnerflowError):
-    """The database cannot be written right now (answered 503: retry later)."""
-
-    code = "database_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +264,11 @@ class EventWriter:
         # Boolean columns of the rows built on the request's side: `flags[b]`. SQLite gets
         # 0/1: the sqlite3 module binds an exact int directly but looks for an adapter for
         # a bool first (measured ~0.35 µs per value, three per click, on the writer thread).
-        self.flags: tuple[Any, Any] = (0, 1) if self.sql.sqlite else (False, True)
+        # (Two statements, not a conditional expression: compiled, mypyc joins the two
+        # tuples' types to (int, int) and PostgreSQL then gets 0/1 for a boolean column.)
+        self.flags: tuple[Any, Any] = (False, True)
+        if self.sql.sqlite:
+            self.flags = (0, 1)
         self._system_clock = self.sql.sqlite and type(clock) is SystemClock
         self._stamp_prefix = (-1, "")
         self._click_sql = self.sql(_insert_sql("clicks", CLICK_COLUMNS, "id"))
@@ -289,7 +287,7 @@ class EventWriter:
         self._q: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending: dict[asyncio.AbstractEventLoop, _Batch] = {}
-        self._thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
         self._closed = False  # the thread took its last batches: later ones are refused
         self._fairy: Any = None
         self._raw: Any = None
@@ -303,11 +301,11 @@ class EventWriter:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._worker is not None:
             return
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="pf-writer", daemon=True)
-        self._thread.start()
+        self._worker = threading.Thread(target=self._run, name="pf-writer", daemon=True)
+        self._worker.start()
         if self.syncer is not None:
             self.syncer.start()
         if self.checkpointer is not None:
@@ -315,11 +313,11 @@ class EventWriter:
 
     def stop(self) -> None:
         """Write what is queued, then stop the thread and close the connection."""
-        if self._thread is None:
+        if self._worker is None:
             return
         self._q.put(None)
-        self._thread.join(timeout=30)
-        self._thread = None
+        self._worker.join(timeout=30)
+        self._worker = None
         if self.syncer is not None:
             self.syncer.stop()  # answers every committed batch once it is synced
         if self.checkpointer is not None:
@@ -329,7 +327,7 @@ class EventWriter:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._worker is not None
 
     # -- requests (event loop side) --------------------------------------------------------
     def stamp(self) -> Any:
@@ -344,7 +342,9 @@ class EventWriter:
             if second != cached_second:
                 prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S.")
                 self._stamp_prefix = (second, prefix)  # one tuple: safe across threads
-            return f"{prefix}{fraction:06d}"
+            # str(10**6 + f)[1:] pads to six digits; compiled, a `:06d` format spec is a
+            # call of int.__format__ (~0.6 µs a click in perf).
+            return prefix + str(1_000_000 + fraction)[1:]
         now = self.clock.now()
         return sqlite_timestamp(now) if self.sql.sqlite else now
 
