@@ -45,8 +45,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from partnerflow.core.errors import MethodNotAllowed
-from partnerflow.storage.event_writer import DatabaseUnavailable
+from partnerflow.core.errors import DatabaseUnavailable, MethodNotAllowed
 from partnerflow.web.tracker import (
     EVENT_METHODS,
     INTERNAL_ERROR,
@@ -129,6 +128,9 @@ BAD_REQUEST = _refusal(400, "bad_request", "malformed HTTP request")
 TIMED_OUT = _refusal(408, "request_timeout", f"request not received within {REQUEST_TIMEOUT} s")
 UNAVAILABLE = _refusal(503, "shutting_down", "this tracker is shutting down; retry")
 WRONG_VERSION = _refusal(505, "http_version_not_supported", "this server speaks HTTP/1.1 and 1.0")
+
+
+Batch = asyncio.Future[BaseException | None]  # an event writer batch: None once durable
 
 
 class Request:
@@ -239,9 +241,36 @@ class Server:
         # need a real task; otherwise coroutines are stepped by hand (cheaper).
         self.use_tasks = bool(tracker.counters.is_async) if use_tasks is None else use_tasks
         self._sweeper: asyncio.TimerHandle | None = None
+        # Clicks waiting for their batch to be durable, per batch (`answer_when_durable`).
+        self._waiting: dict[Batch, list[tuple[_Connection, Request, Reply]]] = {}
 
     def protocol(self) -> _Connection:
         return _Connection(self)
+
+    def answer_when_durable(
+        self, batch: Batch, conn: _Connection, req: Request, reply: Reply
+    ) -> None:
+        """Answer `req` once its click's batch is durable. One done-callback per batch
+        answers all of its clicks, in the order they came: a callback per click cost a
+        partial, a loop handle and a context switch-in each (~2% of a click's CPU)."""
+        waiting = self._waiting.get(batch)
+        if waiting is None:
+            waiting = self._waiting[batch] = []
+            batch.add_done_callback(self._durable)
+        waiting.append((conn, req, reply))
+
+    def _durable(self, batch: Batch) -> None:
+        waiting = self._waiting.pop(batch, [])
+        if batch.cancelled():  # the loop is closing: nobody to answer
+            return
+        error = batch.result()
+        for conn, req, reply in waiting:
+            try:
+                if error is not None:
+                    reply = failure_reply(DatabaseUnavailable(str(error)), req.method, req.path)
+                conn._answer(req, reply)
+            except Exception:  # one connection's failure must not leave the others hanging
+                log.exception("answering a click failed")
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sweeper = loop.call_later(_SWEEP_EVERY, self._sweep, loop)
@@ -484,18 +513,8 @@ class _Connection(asyncio.Protocol):
         if durable is None:
             self._answer(req, reply)
         else:
-            durable.add_done_callback(functools.partial(self._durable, req, reply))
+            self.server.answer_when_durable(durable, self, req, reply)
         return True
-
-    def _durable(
-        self, req: Request, reply: Reply, batch: asyncio.Future[BaseException | None]
-    ) -> None:
-        if batch.cancelled():  # the loop is closing: nobody to answer
-            return
-        error = batch.result()
-        if error is not None:
-            reply = failure_reply(DatabaseUnavailable(str(error)), req.method, req.path)
-        self._answer(req, reply)
 
     def _step(self, coro: Coroutine[Any, Any, Reply], req: Request, _: Any = None) -> None:
         """Advance a handler's coroutine, as an asyncio task would (without a task: no
