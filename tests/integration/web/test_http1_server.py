@@ -1004,6 +1004,12 @@ async def test_mutated_and_garbage_requests_never_get_a_500_or_hang(
     else:
         data = mutate(templates(shop.program.postback_token)[template], ops)
     received = await exchange(fuzzed, data)
+    if not received and data.strip(b"\r\n"):
+        # Closed unanswered: with the idle timeout at 0.1 s, a stall of this process longer
+        # than that (the suite runs on two workers) between the connect and the read lets
+        # the sweep's timer run first and close the connection as idle (libuv runs due
+        # timers before I/O). Once more: a request the server never answers fails twice.
+        received = await exchange(fuzzed, data)
     if received:
         assert STATUS_LINE.match(received), received[:200]
         statuses = [int(m) for m in STATUS_LINE.findall(received)]
