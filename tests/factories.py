@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from partnerflow.bootstrap import Services
-from partnerflow.core.ids import new_click_id
+from partnerflow.caps.services import SetCap, set_caps
+from partnerflow.core.ids import ProgramId, new_click_id
 from partnerflow.partners.model import Partner
 from partnerflow.partners.services import CreatePartner, create_partner
 from partnerflow.programs.model import Offer, Program
 from partnerflow.programs.services import CreateOffer, CreateProgram, create_offer, create_program
+from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.event_writer import CLICK_COLUMNS, EventWriter
 from partnerflow.tracking.model import Coupon, TrackingLink
 from partnerflow.tracking.services import CreateCoupon, CreateLink, create_coupon, create_link
@@ -88,6 +90,16 @@ def make_world(svc: Services) -> World:
     partner = make_partner(svc, program)
     link = make_link(svc, partner, offer, code="ann-shop")
     return World(program, offer, partner, link)
+
+
+def cap_one_conversion_a_day(svc: Services, world: World) -> None:
+    """A hard cap of one conversion a day on the world's offer."""
+    set_caps(
+        SqlCapsUnitOfWork(svc.engine, svc.clock), svc.cap_counter(), svc.clock,
+        [SetCap(program_id=ProgramId(world.program.id), metric="conversions", period="day",
+                limit="1", offer_id=world.offer.id)],
+        "test",
+    )  # fmt: skip
 
 
 def click_row(

@@ -21,18 +21,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, select
-from tests.factories import World, make_coupon, make_world
+from tests.factories import World, cap_one_conversion_a_day, make_coupon, make_world
 
 from partnerflow.bootstrap import Services, build
-from partnerflow.caps.services import SetCap, set_caps
 from partnerflow.commissions.services import reverse_conversion
 from partnerflow.config import Settings
 from partnerflow.core.clock import FixedClock
-from partnerflow.core.ids import ProgramId
 from partnerflow.core.money import Money
 from partnerflow.storage import tables as t
 from partnerflow.storage.cap_reservations import RedisCapCounter
-from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.tracking.conversions import cap_reservation_id
 from partnerflow.tracking.model import ConversionStatus
 from partnerflow.tracking.services import RecordConversion, record_conversion
@@ -59,13 +56,7 @@ def world(services: Services, prefix: str) -> World:
     """Ann's coupon, and a hard cap of one conversion a day on her offer."""
     world = make_world(services)
     make_coupon(services, world.partner, world.offer, code="ANN10")
-    set_caps(
-        SqlCapsUnitOfWork(services.engine, services.clock), services.cap_counter(),
-        services.clock,
-        [SetCap(program_id=ProgramId(world.program.id), metric="conversions", period="day",
-                limit="1", offer_id=world.offer.id)],
-        "test",
-    )  # fmt: skip
+    cap_one_conversion_a_day(services, world)
     return world
 
 

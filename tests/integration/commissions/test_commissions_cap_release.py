@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.factories import World, make_coupon, make_world
+from tests.factories import World, cap_one_conversion_a_day, make_coupon, make_world
 
 from partnerflow.attribution.services import explain_conversion
 from partnerflow.bootstrap import Services
-from partnerflow.caps.services import SetCap, set_caps
 from partnerflow.commissions.services import reverse_conversion
-from partnerflow.core.ids import ProgramId
 from partnerflow.core.money import Money
-from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.tracking.model import ConversionStatus
 from partnerflow.tracking.services import ConversionRecorded, RecordConversion, record_conversion
 
@@ -21,13 +18,7 @@ from partnerflow.tracking.services import ConversionRecorded, RecordConversion, 
 def _capped_world(services: Services) -> World:
     world = make_world(services)
     make_coupon(services, world.partner, world.offer, code="ANN10")
-    set_caps(
-        SqlCapsUnitOfWork(services.engine, services.clock), services.cap_counter(),
-        services.clock,
-        [SetCap(program_id=ProgramId(world.program.id), metric="conversions", period="day",
-                limit="1", offer_id=world.offer.id)],
-        "test",
-    )  # fmt: skip
+    cap_one_conversion_a_day(services, world)
     return world
 
 

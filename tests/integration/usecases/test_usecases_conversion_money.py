@@ -7,15 +7,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
-from tests.factories import World, make_world
+from tests.factories import World, cap_one_conversion_a_day, make_world
 
 from partnerflow.bootstrap import Services
-from partnerflow.caps.services import SetCap, set_caps
 from partnerflow.commissions.services import import_rates
-from partnerflow.core.ids import ProgramId, new_click_id
+from partnerflow.core.ids import new_click_id
 from partnerflow.core.money import Money
 from partnerflow.storage import tables as t
-from partnerflow.storage.caps import SqlCapsUnitOfWork
 from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.tracking.model import ConversionStatus
 from partnerflow.tracking.services import RecordConversion, record_conversion
@@ -63,13 +61,7 @@ def test_a_usd_order_on_a_eur_program_is_converted_with_the_stored_rate(
 
 def test_over_a_conversion_cap_the_use_case_records_without_paying(services: Services) -> None:
     world = make_world(services)
-    set_caps(
-        SqlCapsUnitOfWork(services.engine, services.clock), services.cap_counter(),
-        services.clock,
-        [SetCap(program_id=ProgramId(world.program.id), metric="conversions", period="day",
-                limit="1", offer_id=world.offer.id)],
-        "test",
-    )  # fmt: skip
+    cap_one_conversion_a_day(services, world)
     click = _click(services, world, timedelta(hours=1))
     paid = record_conversion(
         services.uow(), services.clock,
