@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # next batch (`storage.wal_sync`), instead of inside each commit: same durability, more
     # clicks per second on one core (docs/performance.md).
     sqlite_sync_thread: bool = True
+    # The tracker writer's thread runs SCHED_BATCH on Linux (it does not preempt the event
+    # loop when it wakes), falling back to normal scheduling while a busy neighbour holds
+    # the core (`storage.scheduling`, docs/performance.md).
+    writer_batch_scheduling: bool = True
     # Visitors' repeat clicks on the same link inside this window are not unique.
     unique_click_window_seconds: int = Field(default=86_400, ge=1)
     # Outgoing e-mail (password resets, announcements). Without smtp_host, mail is kept in

@@ -333,6 +333,7 @@ class Tracker:
             max_batch=settings.writer_max_batch,
             cap_store=services.conversion_cap_store(),
             sync_thread=settings.sqlite_sync_thread,
+            batch_scheduling=settings.writer_batch_scheduling,
         )
         self.unique_window = settings.unique_click_window_seconds
         self.secure_cookies = settings.public_base_url.startswith("https://")
@@ -713,6 +714,8 @@ class Tracker:
                     "events": w.events,
                     "spooled": w.spooled,
                     "spool_pending": w.spool.pending,
+                    "yielding": w.scheduling.yielding,
+                    "scheduling_fallbacks": w.scheduling.fallbacks,
                 },
                 "links_cached": len(self.lookup.snapshot.links),
                 "hot_path": speedups.STATUS,

@@ -6,6 +6,7 @@ text it stamps rows with."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from partnerflow.storage.event_writer import (
     EventWriter,
     sqlite_timestamp,
 )
+from partnerflow.storage.scheduling import YieldingScheduler
 from partnerflow.storage.tracking_lookup import TrackingLookup
 
 
@@ -164,3 +166,63 @@ def test_a_stamp_follows_an_injected_clock(tmp_path: Path) -> None:
         assert writer.stamp() == "2026-03-01 12:30:06.250000"
     finally:
         svc.close()
+
+
+# -- the writer thread's scheduling (`storage.scheduling`) ------------------------------------
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+@pytest.mark.parametrize("batch_scheduling", [True, False])
+def test_the_writer_thread_yields_the_core_when_asked_to(
+    svc: Services, batch_scheduling: bool
+) -> None:
+    writer = EventWriter(
+        svc.engine,
+        TrackingLookup(svc.engine),
+        svc.clock,
+        svc.settings.spool_dir,
+        batch_scheduling=batch_scheduling,
+    )
+    writer.start()
+
+    async def scenario() -> None:
+        assert await writer.enqueue_click(click_row(writer)) is None
+
+    try:
+        asyncio.run(scenario())
+        assert writer._worker is not None and writer._worker.native_id is not None
+        policy = os.sched_getscheduler(writer._worker.native_id)
+        assert policy == (os.SCHED_BATCH if batch_scheduling else os.SCHED_OTHER)
+        assert writer.scheduling.yielding is batch_scheduling
+        # The event loop's thread (this one) keeps its normal scheduling.
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    finally:
+        writer.stop()
+    assert _count(svc) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_batches_that_waited_too_long_send_the_writer_back_to_normal_scheduling(
+    svc: Services,
+) -> None:
+    writer = EventWriter(
+        svc.engine,
+        TrackingLookup(svc.engine),
+        svc.clock,
+        svc.settings.spool_dir,
+        batch_scheduling=True,
+    )
+    # Every wait counts as slow and one is enough: the first batch decides.
+    writer.scheduling = YieldingScheduler(True, slow_wait_s=-1.0, slow_limit=1, backoff_s=3600)
+    writer.start()
+
+    async def scenario() -> None:
+        for _ in range(3):
+            assert await writer.enqueue_click(click_row(writer)) is None
+
+    try:
+        asyncio.run(scenario())
+        assert writer._worker is not None and writer._worker.native_id is not None
+        assert writer.scheduling.fallbacks == 1 and not writer.scheduling.yielding
+        assert os.sched_getscheduler(writer._worker.native_id) == os.SCHED_OTHER
+    finally:
+        writer.stop()
+    assert _count(svc) == 3

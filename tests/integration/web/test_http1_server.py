@@ -196,6 +196,7 @@ async def health(running: Running) -> Response:
     response = await request(running, b"GET /healthz HTTP/1.1\r\nHost: track.test\r\n\r\n")
     assert response.status == 200
     assert response.json()["writer"]["running"] is True
+    assert {"yielding", "scheduling_fallbacks"} <= set(response.json()["writer"])
     return response
 
 
