@@ -211,7 +211,7 @@ def parse_postback(
     coupon = check_coupon_code(coupon_text) if coupon_text else None
     customer_id = _text(params, "customer_id")
     if customer_id is not None:
-        check_customer_id(customer_id)
+        customer_id = check_customer_id(customer_id)
     if event_type is EventType.RENEWAL and customer_id is None:
         raise InvalidInput(
             "a renewal needs the subscriber's customer_id (it is attributed and numbered by it)",

@@ -42,8 +42,11 @@ def check_sub_id(key: str, value: str) -> str:
 
 def check_customer_id(value: str) -> str:
     """The shop's customer id, as every conversion path stores it (postback, pixel, order
-    webhook, REST API, CSV import, Shopify and Stripe): 1-128 characters, none of them
-    control, bidirectional or invisible formatting characters (`core.text`)."""
+    webhook, REST API, CSV import, Shopify and Stripe): without its surrounding whitespace
+    (" cust-1 " is customer cust-1, for the commission plan's new-customer rule and
+    renewals as for the reports), then 1-128 characters, none of them control,
+    bidirectional or invisible formatting characters (`core.text`)."""
+    value = value.strip()
     if not 0 < len(value) <= CUSTOMER_ID_MAX:
         raise InvalidInput(
             f"customer_id must be 1-{CUSTOMER_ID_MAX} characters", field="customer_id"

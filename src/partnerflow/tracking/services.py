@@ -194,9 +194,9 @@ def record_conversion(
         ) from None
     if cmd.click_id is not None and not is_click_id(cmd.click_id):
         raise InvalidInput("click_id is malformed", field="click_id")
-    if cmd.customer_id is not None:
-        check_customer_id(cmd.customer_id)
-    if event_type is EventType.RENEWAL and not cmd.customer_id:
+    # Stripped as the postback path strips it, so both store (and price) the same id.
+    customer_id = check_customer_id(cmd.customer_id) if cmd.customer_id is not None else None
+    if event_type is EventType.RENEWAL and not customer_id:
         raise InvalidInput("a renewal needs the subscriber's customer_id", field="customer_id")
     now = clock.now()
     with uow:
@@ -261,7 +261,7 @@ def record_conversion(
                         event_type=event_type.value,
                         amount=Money(amount, currency),
                         at=now,
-                        customer_id=cmd.customer_id,
+                        customer_id=customer_id,
                         country=click.country if click is not None else None,
                     ),
                     simple_plan=offer.commission_plan,
@@ -301,7 +301,7 @@ def record_conversion(
                 attributed_by=attributed_by,
                 created_at=now,
                 click_id=click_id,
-                customer_id=cmd.customer_id,
+                customer_id=customer_id,
                 coupon_code=coupon_code,
                 is_flagged=flagged,
                 flags=flags,

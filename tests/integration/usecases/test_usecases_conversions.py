@@ -11,11 +11,13 @@ from tests.factories import World, make_coupon, make_offer, make_world
 
 from partnerflow.bootstrap import Services
 from partnerflow.commissions.model import EntryKind, LedgerBucket
+from partnerflow.commissions.services import set_plan
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import new_click_id
 from partnerflow.core.money import Money
 from partnerflow.partners.services import change_status
 from partnerflow.storage import tables as t
+from partnerflow.storage.payouts import SqlMoneyUnitOfWork
 from partnerflow.tracking.model import AttributedBy, ConversionStatus
 from partnerflow.tracking.services import RecordConversion, record_conversion
 
@@ -158,6 +160,55 @@ def test_cpl_offer_pays_leads_not_sales(services: Services) -> None:
     assert sale.commission is None
 
 
+WELCOME_PLAN = """
+id = "welcome"
+currency = "EUR"
+
+[[versions]]
+version = 1
+effective_from = 2026-01-01
+  [[versions.rules]]
+  id = "sales"
+  type = "cps"
+  percent = "10"
+  [[versions.bonuses]]
+  id = "new-customer"
+  type = "new_customer"
+  amount = "3"
+"""
+
+
+def test_a_customer_id_is_stored_and_priced_without_its_surrounding_whitespace(
+    services: Services,
+) -> None:
+    """As a postback reads it: " cust-1 " from the API or a CSV is the customer cust-1, so
+    their second order is not paid the new-customer bonus again."""
+    world = make_world(services)
+    make_coupon(services, world.partner, world.offer, code="ANN10")
+    set_plan(SqlMoneyUnitOfWork(services.engine, services.clock), services.clock,
+             program_id=world.program.id, text=WELCOME_PLAN, author="kim")  # fmt: skip
+    token = world.program.postback_token
+    orders = [
+        record_conversion(
+            services.uow(),
+            services.clock,
+            RecordConversion(token=token, order_id=order_id, amount="100", coupon="ANN10",
+                             customer_id=customer_id),
+        )
+        for order_id, customer_id in (("W-1", "cust-1"), ("W-2", " cust-1 "), ("W-3", "\tcust-2"))
+    ]  # fmt: skip
+    assert [o.conversion.customer_id for o in orders] == ["cust-1", "cust-1", "cust-2"]
+    assert [o.commission for o in orders] == [
+        Money(Decimal("13.00"), "EUR"), Money(Decimal("10.00"), "EUR"),
+        Money(Decimal("13.00"), "EUR"),
+    ]  # fmt: skip
+    with services.engine.connect() as conn:
+        stored = conn.execute(
+            select(t.conversions.c.customer_id).order_by(t.conversions.c.id)
+        ).scalars()
+        assert list(stored) == ["cust-1", "cust-1", "cust-2"]
+
+
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
@@ -172,11 +223,12 @@ def test_cpl_offer_pays_leads_not_sales(services: Services) -> None:
         ({"click_id": "not-a-click"}, InvalidInput),
         ({"event_type": "purchase"}, InvalidInput),
         ({"customer_id": ""}, InvalidInput),
+        ({"customer_id": " \t "}, InvalidInput),  # blank once stripped
         ({"customer_id": "c" * 129}, InvalidInput),
         ({"customer_id": "cust\u202e1"}, InvalidInput),  # REST API, CSV, Shopify, Stripe
         ({"customer_id": "\u2066cust\u2069"}, InvalidInput),
         ({"customer_id": "cu\u200bst"}, InvalidInput),
-        ({"customer_id": "cust\x85"}, InvalidInput),
+        ({"customer_id": "cu\x85st"}, InvalidInput),  # NEL at an end is stripped (isspace)
         ({"customer_id": "cust\ud800"}, InvalidInput),
     ],
 )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from partnerflow.core.errors import Forbidden, InvalidInput, PartnerflowError
@@ -25,6 +25,7 @@ from partnerflow.tracking.postbacks import (
     query_fields,
     reversal_for,
 )
+from partnerflow.tracking.rules import check_customer_id
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CLICK_ID = "013xrzp16btwt1c4x88dyxjh"
@@ -108,6 +109,42 @@ def test_customer_ids_with_bidi_invisible_or_control_characters_are_refused(
 def test_customer_ids_in_any_script_are_kept(customer_id: str) -> None:
     pb = parse_postback({"token": "t", "order_id": "A", "customer_id": f" {customer_id} "})
     assert pb.customer_id == customer_id
+
+
+# What a sender might put around an id: spaces, tabs, line breaks, no-break and ideographic
+# spaces (all of them `str.isspace`).
+PADDING = st.text(alphabet=" \t\r\n\u00a0\u2003\u3000", max_size=3)
+
+
+@settings(max_examples=300)
+@given(PADDING, st.text(max_size=140), PADDING)
+def test_the_use_case_and_postbacks_read_a_customer_id_alike(
+    left: str, customer_id: str, right: str
+) -> None:
+    """`record_conversion` (REST API, CSV import, Shopify, Stripe) checks customer ids with
+    `check_customer_id`; a postback reads them through `parse_postback`. The same text gives
+    the same stored id or the same refusal ("cust-1" and " cust-1 " are one customer), but
+    for a blank one, which a postback reads as not given."""
+    raw = f"{left}{customer_id}{right}"
+    stripped = raw.strip()
+    assume(not (stripped.startswith("{") and stripped.endswith("}")))  # a postback's macro
+    try:
+        via_postback: object = parse_postback(
+            {"token": "t", "order_id": "A", "customer_id": raw}
+        ).customer_id
+    except InvalidInput as exc:
+        via_postback = (exc.message, exc.field)
+    try:
+        via_use_case: object = check_customer_id(raw)
+    except InvalidInput as exc:
+        via_use_case = (exc.message, exc.field)
+    if not stripped:
+        assert via_postback is None
+        assert via_use_case == ("customer_id must be 1-128 characters", "customer_id")
+    else:
+        assert via_use_case == via_postback
+    if isinstance(via_use_case, str):
+        assert via_use_case == stripped
 
 
 def test_a_customer_id_over_128_characters_is_refused() -> None:
