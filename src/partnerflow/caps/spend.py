@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import enum
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -278,6 +279,32 @@ class Verdict(enum.StrEnum):
     SCALE = "scale"
     HOLD = "hold"
     CUT = "cut"
+
+
+# The target ROAS a budget suggestion aims for, as the CLI (`spend suggest --target-roas`)
+# and the API (`?target_roas=`) take it: a plain decimal of at most 16 characters (no
+# exponent, sign or non-ASCII digits), above 0 and at most 1000 revenue per unit of spend.
+# Unbounded, `1e999999999` overflowed Decimal's context in `suggest` on any line with
+# enough data (a traceback) and `1e-999999999` made its reason a billion zeros long.
+MAX_TARGET_ROAS = Decimal(1000)
+_TARGET_ROAS_RE = re.compile(r"\A[0-9.]{1,16}\Z")
+
+
+def parse_target_roas(text: str, name: str = "target_roas") -> Decimal:
+    """The target ROAS `text` says, or InvalidInput naming `name` (the option or parameter
+    the user typed) and the bounds."""
+    reason = (
+        f"{name} must be a decimal number above 0 and at most {MAX_TARGET_ROAS} (e.g. 2 or 1.5)"
+    )
+    if not _TARGET_ROAS_RE.match(text):
+        raise InvalidInput(reason, field="target_roas")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InvalidInput(reason, field="target_roas") from None
+    if not 0 < value <= MAX_TARGET_ROAS:
+        raise InvalidInput(reason, field="target_roas")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 
 from partnerflow.caps.periods import local_date
 from partnerflow.caps.services import import_spend_csv, spend_report
-from partnerflow.caps.spend import BudgetPolicy, kpi_fields, suggest
+from partnerflow.caps.spend import BudgetPolicy, kpi_fields, parse_target_roas, suggest
 from partnerflow.cli.caps import ACTOR, JsonFlag, ProgramOpt, caps_uow, program_of
 from partnerflow.cli.runtime import emit, handles_errors, services
 from partnerflow.core.errors import InvalidInput
@@ -90,19 +89,17 @@ def suggest_command(
     by: By = "channel",
     start: From = None,
     end: To = None,
-    target_roas: Annotated[str, typer.Option(help="The ROAS you aim for.")] = "2",
+    target_roas: Annotated[
+        str,
+        typer.Option(help="The ROAS you aim for: above 0, at most 1000 (e.g. 2 or 1.5)."),
+    ] = "2",
     program: ProgramOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Scale, hold or cut each channel, campaign or partner, with the reason."""
     prog = program_of(program)
     first, last = _range(prog, start, end)
-    try:
-        goal = Decimal(target_roas)
-    except ArithmeticError:
-        raise InvalidInput("--target-roas must be a number", field="target_roas") from None
-    if not goal.is_finite() or goal <= 0:
-        raise InvalidInput("--target-roas must be positive", field="target_roas")
+    goal = parse_target_roas(target_roas, "--target-roas")
     lines = suggest(
         spend_report(caps_uow(), prog.id, first, last, by),
         prog.currency,

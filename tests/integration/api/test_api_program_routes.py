@@ -123,6 +123,11 @@ def test_ad_spend_rows_report_and_suggestions(api: Api) -> None:
     [s] = suggestions["suggestions"]
     assert (s["key"], s["verdict"]) == ("tiktok", "hold")
     assert s["reason"].startswith("not enough data yet")
+    over = api.client.get(f"{url}/suggestions?target_roas=1000.5", headers=api.reader)
+    assert (over.status_code, over.json()) == (422, {
+        "error": "invalid_input", "field": "target_roas",
+        "reason": "target_roas must be a decimal number above 0 and at most 1000 (e.g. 2 or 1.5)",
+    })  # fmt: skip
     assert (
         api.client.get(f"{url}/report", params={"by": "geo"}, headers=api.reader).status_code == 422
     )

@@ -194,3 +194,21 @@ def test_caps_set_publishes_one_cap_changed(cli: typer.Typer, tmp_path: Path) ->
     [(kind, payload)] = rows
     assert kind == "cap.changed"
     assert (payload["cap"]["id"], payload["cap"]["limit"]) == (1, "100")
+
+
+def test_spend_suggest_refuses_a_target_roas_outside_0_to_1000(cli: typer.Typer) -> None:
+    """The API's bounds (`caps.spend.parse_target_roas`): `1e999999999` could overflow
+    Decimal in `suggest` (a traceback) and `1e-999999999` print a billion zeros; a message
+    and exit code 2 instead, nothing on stdout."""
+    for target in ("0", "1001", "1000.5", "1e999999999", "1e-999999999", "NaN", "-inf", "-2",
+                   "two"):  # fmt: skip
+        result = CliRunner().invoke(cli, ["spend", "suggest", f"--target-roas={target}"])
+        reset_services()
+        assert (result.exit_code, result.stdout) == (2, ""), target
+        assert isinstance(result.exception, SystemExit)
+        assert " ".join(result.stderr.split()) == (
+            "error: --target-roas must be a decimal number above 0 and at most 1000 "
+            "(e.g. 2 or 1.5) (target_roas)"
+        )
+    code, out, _ = run(cli, "spend", "suggest", "--target-roas", "1000", "--json")
+    assert (code, json.loads(out)) == (0, [])

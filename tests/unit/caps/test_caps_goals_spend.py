@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from partnerflow.caps.goals import (
     GoalMetric,
@@ -15,14 +20,19 @@ from partnerflow.caps.goals import (
 )
 from partnerflow.caps.periods import Period, window_at
 from partnerflow.caps.spend import (
+    MAX_TARGET_ROAS,
+    BudgetPolicy,
     Dimension,
     Outcome,
+    SpendKpis,
     SpendRow,
     Verdict,
     parse_spend_csv,
+    parse_target_roas,
     report,
     suggest,
 )
+from partnerflow.core.errors import InvalidInput
 from partnerflow.core.ids import PartnerId, ProgramId
 
 PARTNERS = {"1": PartnerId(1), "ann@blog.example": PartnerId(1), "2": PartnerId(2)}
@@ -130,7 +140,8 @@ def test_kpis_split_shared_partner_days_by_spend() -> None:
     assert by_channel["meta"].outcome.sales == Decimal(5)
 
 
-def test_suggestions_scale_hold_and_cut_with_reasons() -> None:
+def _three_channels() -> list[SpendKpis]:
+    """tiktok well above a ROAS of 2, meta losing money, x without data."""
     day = date(2026, 3, 1)
     rows = [
         SpendRow(day, "tiktok", "a", PartnerId(1), Decimal(300), "EUR"),
@@ -145,7 +156,11 @@ def test_suggestions_scale_hold_and_cut_with_reasons() -> None:
             Decimal(800), Decimal(0), Decimal(6), Decimal(400), Decimal(40)
         ),
     }
-    out = {s.key: s for s in suggest(report(rows, outcomes, Dimension.CHANNEL), "EUR")}
+    return report(rows, outcomes, Dimension.CHANNEL)
+
+
+def test_suggestions_scale_hold_and_cut_with_reasons() -> None:
+    out = {s.key: s for s in suggest(_three_channels(), "EUR")}
     assert out["tiktok"].verdict is Verdict.SCALE
     assert out["tiktok"].reason == "ROAS 5.00 >= 2.5 (1.25 x target 2) and profit 1100.00 EUR"
     assert out["meta"].verdict is Verdict.CUT
@@ -154,3 +169,45 @@ def test_suggestions_scale_hold_and_cut_with_reasons() -> None:
     )
     assert out["x"].verdict is Verdict.HOLD
     assert out["x"].reason.startswith("not enough data yet (0 clicks < 100")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0", "0.0", "1000.0001", "1001", "-2", "+2", "NaN", "Infinity", "1e3", "1e999999999",
+     "1e-999999999", "", " 2", "1_000", "\u0662", "1..2", ".",
+     "0.000000000000001"],
+)  # fmt: skip
+def test_a_target_roas_outside_0_to_1000_or_not_a_plain_decimal_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_target_roas(text, "--target-roas")
+    assert (refused.value.message, refused.value.field) == (
+        "--target-roas must be a decimal number above 0 and at most 1000 (e.g. 2 or 1.5)",
+        "target_roas",
+    )
+
+
+@given(st.decimals(min_value=Decimal("0.01"), max_value=MAX_TARGET_ROAS, places=2))
+def test_a_target_roas_up_to_1000_is_read_exactly(goal: Decimal) -> None:
+    assert parse_target_roas(f"{goal:f}") == goal
+    assert parse_target_roas("0.00000000000001") == Decimal("1e-14")  # the API's 16 characters
+    assert parse_target_roas("1000") == MAX_TARGET_ROAS
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(max_size=24), st.text(alphabet="0123456789.eE+-_ ", max_size=24)))
+def test_what_a_target_roas_parses_to_is_what_the_api_schema_allows_and_suggest_can_use(
+    text: str,
+) -> None:
+    """Accepted text is what the API's `target_roas` query schema allows (digits and dots,
+    at most 16 characters); the value is in (0, 1000] and every suggestion's reason stays a
+    sentence (an unbounded target overflowed Decimal or printed a billion zeros)."""
+    try:
+        goal = parse_target_roas(text)
+    except InvalidInput as exc:
+        assert exc.field == "target_roas"
+        return
+    assert re.fullmatch(r"[0-9.]+", text) and len(text) <= 16
+    assert goal.is_finite() and 0 < goal <= MAX_TARGET_ROAS
+    lines = suggest(_three_channels(), "EUR", BudgetPolicy(target_roas=goal))
+    assert [line.key for line in lines] == ["meta", "tiktok", "x"]
+    assert all(len(line.reason) < 200 for line in lines)

@@ -9,7 +9,6 @@ tracker enforces with.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -28,7 +27,7 @@ from partnerflow.caps.services import (
     spend_report,
     target_progress,
 )
-from partnerflow.caps.spend import BudgetPolicy, suggest
+from partnerflow.caps.spend import BudgetPolicy, parse_target_roas, suggest
 from partnerflow.core.errors import InvalidInput
 from partnerflow.core.ids import PartnerId, ProgramId
 from partnerflow.programs.model import Program
@@ -325,16 +324,18 @@ def caps_router(ctx: ApiContext) -> APIRouter:
         by: By = "channel",
         date_from: date | None = None,
         date_to: date | None = None,
-        target_roas: Annotated[str, Query(max_length=16, pattern=r"^[0-9.]+$")] = "2",
+        target_roas: Annotated[
+            str,
+            Query(
+                max_length=16,
+                pattern=r"^[0-9.]+$",
+                description="the ROAS aimed for: above 0, at most 1000 (caps.spend)",
+            ),
+        ] = "2",
     ) -> Any:
         """Scale, hold or cut each line, with the reason in one sentence."""
         program = load_program(ctx, key, program_id)
-        try:
-            goal = Decimal(target_roas)
-        except InvalidOperation:
-            raise InvalidInput("target_roas must be a number", field="target_roas") from None
-        if not goal.is_finite() or goal <= 0 or goal > 1000:
-            raise InvalidInput("target_roas must be between 0 and 1000", field="target_roas")
+        goal = parse_target_roas(target_roas)
         first, last = period(program, date_from, date_to)
         lines = suggest(
             spend_report(uow(), ProgramId(program.id), first, last, by),
