@@ -274,6 +274,40 @@ def test_conversion_customer_ids_with_bidi_characters_are_refused(api: Api) -> N
     assert count(api, t.conversions) == 0 and count(api, t.outbox_events) == 0
 
 
+def test_short_text_fields_refuse_bidi_and_invisible_characters_at_validation(
+    api: Api,
+) -> None:
+    """Every `Text200` field (names, e-mails, statuses, map keys and values, ...) refuses
+    what `core.text` refuses, before the route runs: 422 naming the field and the code
+    point, never the character itself."""
+    partner = {"program_id": 1, "name": "Bo", "email": "bo@x.example"}
+    zwsp = "U+200B (an invisible or bidirectional formatting character)"
+    for changes, field, point in [
+        ({"name": "Bo\u202e moc.evil"}, "name", BIDI),
+        ({"email": "b\u200bo@x.example"}, "email", zwsp),
+        ({"social": {"twitter": "@b\u200bo"}}, "social.twitter", zwsp),
+        ({"social": {"tw\u202eitter": "@bo"}}, "social.tw\\u202eitter.[key]", BIDI),
+    ]:
+        refused = api.client.post(f"{V1}/partners", json=partner | changes, headers=api.admin)
+        assert (refused.status_code, refused.json()) == (422, {
+            "error": "invalid_input", "reason": f"{field} must not contain {point}",
+            "field": field,
+        }), changes  # fmt: skip
+        assert "\u202e" not in refused.text and "\u200b" not in refused.text
+    program = api.client.post(
+        f"{V1}/programs",
+        json={"slug": "rtl", "name": "\u05e2\u05de\u05d9\u05ea\u202e", "brand": "B"},
+        headers=api.admin,
+    )
+    assert (program.status_code, program.json()["field"]) == (422, "name")
+    assert count(api, t.partners) == 1 and count(api, t.programs) == 1  # the world's
+    kept = api.client.post(
+        f"{V1}/partners", json=partner | {"name": "\u05e2\u05de\u05d9\u05ea 🙂"},
+        headers=api.admin,
+    )  # fmt: skip
+    assert (kept.status_code, kept.json()["name"]) == (201, "\u05e2\u05de\u05d9\u05ea 🙂")
+
+
 def test_csv_partner_import_is_all_or_nothing(api: Api) -> None:
     url = f"{V1}/imports/partners?program_id=1"
     good = "name,email,status\nBo,bo@x.example,active\nCy,cy@x.example,\n"

@@ -20,7 +20,9 @@ from partnerflow.core.errors import (
     NotFound,
     PartnerflowError,
 )
+from partnerflow.core.text import unsafe_character
 from partnerflow.messaging.imports import ImportRejected
+from partnerflow.web.api.schemas import UNSAFE_TEXT
 
 log = logging.getLogger("partnerflow.api")
 
@@ -70,7 +72,11 @@ async def on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _loc(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in {"body", "query", "path", "header"}]
-    return ".".join(parts)
+    # A dict key is part of the location: escaped when it holds what it was refused for,
+    # so the answer does not do what the key would have done on a page.
+    return ".".join(
+        p.encode("unicode_escape").decode("ascii") if unsafe_character(p) else p for p in parts
+    )
 
 
 async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -85,6 +91,8 @@ async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse
     reason = str(first.get("msg", "invalid request"))
     if kind == "extra_forbidden":
         reason = f"unknown field {field!r}"
+    elif kind == UNSAFE_TEXT:  # "customer_id must not contain U+202E (...)", as core.text says
+        reason = f"{field or 'value'} {reason}"
     return JSONResponse(error_body(code, reason[:300], field or None), 422)
 
 

@@ -9,12 +9,38 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from partnerflow.core.text import describe_character, unsafe_character
 
 T = TypeVar("T")
 
-# No control characters in free text (PostgreSQL refuses NUL; headers and CSVs break on CR/LF).
-Text200 = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# The error type of `_displayable`'s refusals: the API's validation handler puts the field
+# in front of the message, as `core.text.unsafe_text_reason` words a refusal.
+UNSAFE_TEXT = "unsafe_text"
+
+
+def _displayable(value: str) -> str:
+    """`core.text`'s rule for stored identifiers: no control, bidirectional or invisible
+    formatting character, line or paragraph separator, or lone surrogate."""
+    ch = unsafe_character(value)
+    if ch is not None:
+        raise PydanticCustomError(
+            UNSAFE_TEXT, "must not contain {character}", {"character": describe_character(ch)}
+        )
+    return value
+
+
+# No control characters in free text (PostgreSQL refuses NUL; headers and CSVs break on CR/LF)
+# — the pattern, which the OpenAPI spec shows — nor, in the short fields, anything else
+# `core.text` refuses (a right-to-left override reorders what a page or a CSV export shows;
+# a zero-width space makes two names look the same).
+Text200 = Annotated[
+    str,
+    StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$"),
+    AfterValidator(_displayable),
+]
 Text2k = Annotated[str, StringConstraints(max_length=2048, pattern=r"^[^\x00-\x1f\x7f]*$")]
 LongText = Annotated[str, StringConstraints(max_length=100_000, pattern=r"^[^\x00]*$")]
 Amount = Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")]
