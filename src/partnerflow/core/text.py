@@ -14,6 +14,8 @@ categories
 * Zl, Zp: U+2028 and U+2029, line breaks to many readers.
 
 Spaces, letters, marks (accents, emoji variation selectors) and symbols of any script pass.
+Display text (`unsafe_display_character`: names, subjects) may also hold the zero-width
+joiner and non-joiner, which some scripts and emoji sequences need.
 """
 
 from __future__ import annotations
@@ -48,6 +50,23 @@ def unsafe_character(value: str) -> str | None:
         return None
     found = _UNSAFE_TEXT_RE.search(value)
     return found.group() if found else None
+
+
+# Display text (names, subjects, reasons) may also join: the zero-width non-joiner and joiner
+# are how Persian and the Indic scripts are spelt ("می‌خواهم") and how emoji sequences are
+# built (👨‍👩‍👧). Every other character the identifier rule refuses stays refused there.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def unsafe_display_character(value: str) -> str | None:
+    """The first character of `value` that display text may not hold (`unsafe_character`
+    less the two joiners), or None."""
+    if value.isprintable():
+        return None
+    for found in _UNSAFE_TEXT_RE.finditer(value):
+        if found.group() not in _JOINERS:
+            return found.group()
+    return None
 
 
 def has_unsafe_characters(value: str) -> bool:

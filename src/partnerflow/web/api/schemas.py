@@ -12,7 +12,7 @@ from typing import Annotated, Generic, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from partnerflow.core.text import describe_character, unsafe_character
+from partnerflow.core.text import describe_character, unsafe_display_character
 
 T = TypeVar("T")
 
@@ -22,9 +22,10 @@ UNSAFE_TEXT = "unsafe_text"
 
 
 def _displayable(value: str) -> str:
-    """`core.text`'s rule for stored identifiers: no control, bidirectional or invisible
-    formatting character, line or paragraph separator, or lone surrogate."""
-    ch = unsafe_character(value)
+    """`core.text`'s rule for display text: no control, bidirectional or invisible
+    formatting character (the zero-width joiners aside), line or paragraph separator, or
+    lone surrogate."""
+    ch = unsafe_display_character(value)
     if ch is not None:
         raise PydanticCustomError(
             UNSAFE_TEXT, "must not contain {character}", {"character": describe_character(ch)}
