@@ -8,9 +8,9 @@ swings far less. Each variant is started like `./scripts/bench tracking` starts 
 (one worker pinned to core 0, a fresh seeded SQLite database, wrk pinned to core 1), warmed
 for 2 s, then measured over a wrk run: the worker's CPU time (every thread, user + system,
 from /proc) divided by the 302s, the same per thread (event loop / writer / fsync thread,
-largest first), the clicks per commit (from /healthz) and the context switches per click
-(every thread, /proc). Variants run alternately, round by round, so a noisy minute hits
-all of them.
+largest first), the clicks per commit and the writer's scheduling fallbacks (from /healthz;
+printed when there were any) and the context switches per click (every thread, /proc).
+Variants run alternately, round by round, so a noisy minute hits all of them.
 
 A variant is a name, the PYTHONPATH its tracker runs with (empty: this checkout; another
 checkout's `src` to compare with older code), and optional environment settings:
@@ -60,10 +60,11 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _writer_counts(port: int) -> tuple[int, int]:
+def _writer_counts(port: int) -> tuple[int, int, int]:
+    """Batches, events and scheduling fallbacks (`storage.scheduling`) so far."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         writer = json.loads(response.read())["writer"]
-    return int(writer["batches"]), int(writer["events"])
+    return int(writer["batches"]), int(writer["events"]), int(writer.get("scheduling_fallbacks", 0))
 
 
 def measure(
@@ -92,11 +93,11 @@ def measure(
             for _ in range(3):
                 family += [c for p in family for c in _children(p) if c not in family]
             worker = max(family, key=lambda p: len(os.listdir(f"/proc/{p}/task")))
-            batches0, events0 = _writer_counts(port)
+            batches0, events0, fallbacks0 = _writer_counts(port)
             cpu0, switches0 = _thread_cpu(worker), _switches(worker)
             run = bench.wrk(url, duration, connections, None, tmp)
             cpu1, switches1 = _thread_cpu(worker), _switches(worker)
-            batches1, events1 = _writer_counts(port)
+            batches1, events1, fallbacks1 = _writer_counts(port)
         finally:
             bench.stop(proc)
     clicks = max(run["ok"], 1)
@@ -107,6 +108,7 @@ def measure(
         "threads_us": threads[:3],
         "per_commit": (events1 - events0) / max(batches1 - batches0, 1),
         "switches": (switches1 - switches0) / clicks,
+        "fallbacks": fallbacks1 - fallbacks0,
     }
 
 
@@ -141,7 +143,9 @@ def main() -> None:
             print(f"round {round_number} {name:<12} {r['rps']:>8.0f} clicks/s  "
                   f"{r['cpu_us']:5.1f} µs CPU per click (threads {threads})  "
                   f"{r['per_commit']:5.1f} per commit  "
-                  f"{r['switches']:4.2f} context switches per click", flush=True)  # fmt: skip
+                  f"{r['switches']:4.2f} context switches per click"
+                  + (f"  {r['fallbacks']} scheduling fallbacks" if r["fallbacks"] else ""),
+                  flush=True)  # fmt: skip
             time.sleep(0.5)
     print("medians:")
     for name, rows in results.items():
