@@ -69,6 +69,14 @@ def unsafe_display_character(value: str) -> str | None:
     return None
 
 
+def without_unsafe_characters(value: str) -> str:
+    """`value` less every character `unsafe_character` refuses: for text kept as it came
+    (a user agent, a referrer) where refusing the request would be wrong."""
+    if value.isprintable():
+        return value
+    return _UNSAFE_TEXT_RE.sub("", value)
+
+
 def has_unsafe_characters(value: str) -> bool:
     """True when `value` holds a control, format (bidirectional, invisible) or separator
     character, or a lone surrogate."""

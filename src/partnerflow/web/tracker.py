@@ -37,6 +37,7 @@ from partnerflow.core.errors import (
     PartnerflowError,
 )
 from partnerflow.core.ids import is_click_id
+from partnerflow.core.text import without_unsafe_characters
 from partnerflow.fraud.bots import BotVerdict, classify_user_agent
 from partnerflow.fraud.bots import warm_up as warm_up_bots
 from partnerflow.fraud.networks import IpVerdict, classify_ip
@@ -82,7 +83,6 @@ VELOCITY_WINDOW = 60  # the click score's velocity counts are per minute
 MAX_UA = 1024
 MAX_REFERRER = 2048
 MAX_PLANS = 100_000
-_CONTROL = {c: None for c in (*range(32), *range(127, 160))}  # C0, DEL and C1
 
 STATUS_BY_CODE = {
     "invalid_input": 400,
@@ -142,13 +142,15 @@ NOT_FOUND: Reply = json_reply(404, {"error": "not_found", "reason": "no such end
 
 
 def _clean(value: str | None, limit: int) -> str | None:
-    """Header text safe for any database column: no control characters, bounded."""
+    """Header text safe for any database column and any page or CSV that shows it: bounded,
+    without control, bidirectional or invisible formatting characters (`core.text`: a
+    referrer from `pf.js` is UTF-8 and could reorder what the click log shows)."""
     if not value:
         return None
     value = value[:limit]
     if value.isprintable():
         return value
-    return value.translate(_CONTROL) or None
+    return without_unsafe_characters(value) or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,21 @@ async def test_sub_ids_with_c1_control_characters_are_dropped(
     assert "sub1:control characters" in row.flags and "utm_source:invalid" in row.flags
 
 
+async def test_a_scripted_clicks_referrer_is_stored_without_bidi_or_invisible_characters(
+    services: Services, world: World, tracker_client: httpx.AsyncClient
+) -> None:
+    """`pf.js` sends the page's referrer as `ref=`, UTF-8: a right-to-left override or a
+    zero-width space would reorder or hide what the click log and CSV exports show. They
+    are removed (the click is still recorded: the referrer is evidence, not input)."""
+    response = await click(
+        tracker_client, js="1", ref="https://blog.example/\u202egnp.exe\u200b?a=\u2066b"
+    )
+    assert response.status_code == 200
+    with services.engine.connect() as conn:
+        row = conn.execute(select(t.clicks)).one()
+    assert row.referrer == "https://blog.example/gnp.exe?a=b"
+
+
 async def test_unknown_code_is_404_without_redirect(
     services: Services, world: World, tracker_client: httpx.AsyncClient
 ) -> None:

@@ -15,6 +15,7 @@ from partnerflow.core.text import (
     has_unsafe_characters,
     unsafe_character,
     unsafe_text_reason,
+    without_unsafe_characters,
 )
 
 REFUSED = {"Cc", "Cf", "Cs", "Zl", "Zp"}
@@ -78,3 +79,18 @@ def test_ordinary_text_of_any_script_passes(value: str) -> None:
 def test_any_text_is_refused_exactly_when_it_holds_a_refused_category(value: str) -> None:
     expected = next((ch for ch in value if unicodedata.category(ch) in REFUSED), None)
     assert unsafe_character(value) == expected
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=60))
+def test_without_unsafe_characters_keeps_everything_else_in_order(value: str) -> None:
+    cleaned = without_unsafe_characters(value)
+    assert not has_unsafe_characters(cleaned)
+    assert cleaned == "".join(c for c in value if not has_unsafe_characters(c))
+
+
+def test_without_unsafe_characters_removes_bidi_and_invisible_characters() -> None:
+    assert without_unsafe_characters("https://a.example/\u202egnp.exe\u200b") == (
+        "https://a.example/gnp.exe"
+    )
+    assert without_unsafe_characters("Mozilla/5.0 \x85(X11)\xad") == "Mozilla/5.0 (X11)"
