@@ -21,13 +21,19 @@ def check_link_code(value: str) -> str:
 
 
 def check_coupon_code(value: str) -> str:
-    """Coupon codes are case-insensitive; stored upper-case."""
+    """Coupon codes are case-insensitive; stored upper-case, without surrounding whitespace
+    (" ann10 " is ANN10 on every path, as postbacks always read it)."""
+    value = value.strip()
     if not COUPON_CODE_RE.match(value):
         raise InvalidInput("coupon code must be 2-64 letters, digits, '-' or '_'", field="code")
     return value.upper()
 
 
 def check_order_id(value: str) -> str:
+    """The shop's order id without surrounding whitespace (" A-1 " is order A-1 on every
+    path — postback, REST API, CSV import — so idempotency holds across them), then 1-128
+    printable ASCII characters."""
+    value = value.strip()
     if not ORDER_ID_RE.match(value):
         raise InvalidInput("order_id must be 1-128 printable ASCII characters", field="order_id")
     return value

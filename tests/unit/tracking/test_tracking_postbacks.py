@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -25,7 +26,13 @@ from partnerflow.tracking.postbacks import (
     query_fields,
     reversal_for,
 )
-from partnerflow.tracking.rules import check_customer_id
+from partnerflow.tracking.rules import (
+    COUPON_CODE_RE,
+    ORDER_ID_RE,
+    check_coupon_code,
+    check_customer_id,
+    check_order_id,
+)
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CLICK_ID = "013xrzp16btwt1c4x88dyxjh"
@@ -145,6 +152,36 @@ def test_the_use_case_and_postbacks_read_a_customer_id_alike(
         assert via_use_case == via_postback
     if isinstance(via_use_case, str):
         assert via_use_case == stripped
+
+
+@settings(max_examples=300)
+@given(PADDING, st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=70), PADDING)
+def test_the_use_case_and_postbacks_read_order_ids_and_coupons_alike(
+    left: str, text: str, right: str
+) -> None:
+    """Order ids and coupon codes: the same text gives the same stored value or the same
+    refusal through `check_order_id` / `check_coupon_code` (the use case) and through
+    `parse_postback` (" A-1 " is order A-1 on both, so a re-sent order is a duplicate)."""
+    raw = f"{left}{text}{right}"
+    stripped = raw.strip()
+    assume(stripped and not (stripped.startswith("{") and stripped.endswith("}")))
+
+    def outcome(read: Callable[[], object]) -> tuple[str, object]:
+        try:
+            return "stored", read()
+        except InvalidInput as exc:
+            return "refused", exc.message
+
+    assert outcome(lambda: check_order_id(raw)) == outcome(
+        lambda: parse_postback({"token": "t", "order_id": raw}).order_id
+    )
+    assert outcome(lambda: check_coupon_code(raw)) == outcome(
+        lambda: parse_postback({"token": "t", "order_id": "A", "coupon": raw}).coupon
+    )
+    if ORDER_ID_RE.match(stripped):
+        assert check_order_id(raw) == stripped
+    if COUPON_CODE_RE.match(stripped):
+        assert check_coupon_code(raw) == stripped.upper()
 
 
 def test_a_customer_id_over_128_characters_is_refused() -> None:
