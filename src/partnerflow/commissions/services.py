@@ -622,6 +622,7 @@ def reverse_conversion(
     is refused; the refund that completes the order takes back exactly what is left."""
     if kind not in ("refund", "chargeback"):
         raise InvalidInput("kind must be refund or chargeback", field="kind")
+    order_id = order_id.strip()  # as every path stores it (`tracking.rules.check_order_id`)
     if not reason.strip():
         raise InvalidInput("a reversal needs a reason", field="reason")
     if not author.strip():

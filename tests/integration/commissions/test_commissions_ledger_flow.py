@@ -91,6 +91,22 @@ def test_partial_then_full_refund_cancels_the_commission_exactly(services: Servi
     assert (row.status, row.refunded_micros) == ("reversed", 99_990_000)
 
 
+def test_a_refund_names_the_order_as_it_was_stored_whatever_its_padding(
+    services: Services,
+) -> None:
+    """Order ids are stored stripped on every path (" A-1 " is order A-1), so a refund of
+    " A-1 " is a refund of A-1, not "never recorded"."""
+    w = make_money_world(services, lock_days=0, percent="10")
+    conv = w.sale(" A-1 ", "50")
+    with services.engine.connect() as conn:
+        assert conn.execute(select(t.conversions.c.order_id)).scalar_one() == "A-1"
+    result = reverse_conversion(w.uow(), w.clock, program_id=w.program.id, order_id="\tA-1 ",
+                                amount=None, reason="returned", author="ops")  # fmt: skip
+    assert (result.order_id, result.fully_refunded) == ("A-1", True)
+    assert result.reversed == Money(Decimal("5.00"), "EUR")
+    assert _net(services, conv) == Decimal(0)
+
+
 def test_refund_larger_than_the_order_is_refused_and_writes_nothing(services: Services) -> None:
     w = make_money_world(services)
     w.sale("A-1", "50")
