@@ -89,6 +89,23 @@ class SqlConversions:
         ).first()
         return _conversion(row) if row else None
 
+    def last_attributed_to_customer(
+        self, program_id: ProgramId, customer_id: str
+    ) -> Conversion | None:
+        """The same row the tracker's writer attributes a customer's conversion by."""
+        c = t.conversions.c
+        row = self.conn.execute(
+            select(t.conversions)
+            .where(
+                c.program_id == program_id,
+                c.customer_id == customer_id,
+                c.partner_id.is_not(None),
+            )
+            .order_by(c.id.desc())
+            .limit(1)
+        ).first()
+        return _conversion(row) if row else None
+
     def add(self, conversion: Conversion) -> Conversion | None:
         """Insert the conversion; None when its program already has one with this order id.
         A second transaction adding the same order waits (PostgreSQL: on the unique index;

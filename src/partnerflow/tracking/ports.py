@@ -39,6 +39,12 @@ class ClickRepository(Protocol):
 
 class ConversionRepository(Protocol):
     def by_order(self, program_id: ProgramId, order_id: str) -> Conversion | None: ...
+    def last_attributed_to_customer(
+        self, program_id: ProgramId, customer_id: str
+    ) -> Conversion | None:
+        """The program's latest conversion of this customer that a partner brought."""
+        ...
+
     def add(self, conversion: Conversion) -> Conversion | None:
         """Store a new conversion; None when the program already has this order id (a
         concurrent record of the same order committed first). The row stays this

@@ -236,6 +236,15 @@ def record_conversion(
                 offer_id, partner_id = coupon.offer_id, coupon.partner_id
                 attributed_by = AttributedBy.COUPON
                 notes.append(f"coupon {coupon_code}")
+        if customer_id and attributed_by is AttributedBy.NONE:
+            # As the tracker does (`attribute`, last candidate): the partner who last brought
+            # this customer — a subscription's renewal, a repeat order without a click.
+            earlier = uow.conversions.last_attributed_to_customer(program.id, customer_id)
+            if earlier is not None and earlier.partner_id is not None:
+                offer_id, partner_id = earlier.offer_id, earlier.partner_id
+                click_id = earlier.click_id
+                attributed_by = AttributedBy.CUSTOMER
+                notes.append(f"customer {customer_id} last brought by partner {partner_id}")
 
         commission: Money | None = None
         priced: Priced | None = None

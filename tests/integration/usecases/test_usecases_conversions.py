@@ -246,3 +246,39 @@ def test_bad_postbacks_are_refused_and_write_nothing(
         record_conversion(services.uow(), services.clock, RecordConversion(**fields))
     assert _count(services, t.conversions) == 0
     assert _count(services, t.commission_entries) == 0
+
+
+def test_a_returning_customer_is_attributed_to_the_partner_who_last_brought_them(
+    services: Services,
+) -> None:
+    """As the tracker attributes postbacks: no click and no coupon, but a customer id the
+    program already has a partner's conversion for (a subscription's renewal, a repeat
+    order) — that partner, by customer."""
+    world = make_world(services)
+    first = record_conversion(
+        services.uow(), services.clock,
+        RecordConversion(token=world.program.postback_token, order_id="S-1", amount="30",
+                         click_id=_insert_click(services, world), customer_id="cus_9"),
+    )  # fmt: skip
+    # A repeat order (the offer's plan pays sales; a renewal is priced by a plan that pays
+    # renewals, and attributed the same way).
+    repeat = record_conversion(
+        services.uow(), services.clock,
+        RecordConversion(token=world.program.postback_token, order_id="S-2", amount="30",
+                         customer_id=" cus_9 "),
+    )  # fmt: skip
+    assert repeat.conversion.attributed_by is AttributedBy.CUSTOMER
+    assert "customer cus_9 last brought by partner" in repeat.explanation
+    assert (repeat.conversion.partner_id, repeat.conversion.offer_id) == (
+        world.partner.id, world.offer.id,
+    )  # fmt: skip
+    assert repeat.conversion.click_id == first.conversion.click_id
+    assert repeat.commission == Money(Decimal("3.00"), "EUR")
+    # A customer no partner brought stays unattributed.
+    stranger = record_conversion(
+        services.uow(), services.clock,
+        RecordConversion(token=world.program.postback_token, order_id="S-3", amount="30",
+                         customer_id="cus_other"),
+    )  # fmt: skip
+    assert stranger.conversion.attributed_by is AttributedBy.NONE
+    assert stranger.conversion.partner_id is None and stranger.commission is None
