@@ -1021,7 +1021,13 @@ async def test_mutated_and_garbage_requests_never_get_a_500_or_hang(
         # Only a connection on which no request began (blank lines at most) goes unanswered.
         assert not data.strip(b"\r\n"), data
         event("nothing sent, closed when idle")
-    after = await health(fuzzed)
+    try:
+        after = await health(fuzzed)
+    except (ConnectionResetError, asyncio.IncompleteReadError):
+        # Reset as idle: the same stall as above, between the accept of the health check and
+        # its read (seen once on a busy two-worker run). Once more: a server that does not
+        # answer its health check fails twice.
+        after = await health(fuzzed)
     assert after.json()["status"] == "ok"
 
 
