@@ -107,6 +107,37 @@ def parse_query(raw: bytes | str) -> dict[str, str]:
     max_num_fields=64)` (a property test checks it), but a field without `%` or `+` is
     taken as it is: parse_qsl's generic path cost ~10 µs of a click's ~50 µs of CPU.
     """
+    out: dict[str, str] = {}
+    for part in _query_text(raw).split("&"):
+        if not part:
+            continue
+        if "%" in part or "+" in part:
+            key, value = _decoded_field(part)
+        else:
+            key, _, value = part.partition("=")
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def query_pairs(raw: bytes | str) -> list[tuple[str, str]]:
+    """Every (key, value) of a query string, in order: `parse_query`'s checks and decoding
+    (the same as parse_qsl's list, a property test says), every value of a repeated key —
+    what postbacks and pixels need to refuse one given twice with different values."""
+    pairs: list[tuple[str, str]] = []
+    for part in _query_text(raw).split("&"):
+        if not part:
+            continue
+        if "%" in part or "+" in part:
+            pairs.append(_decoded_field(part))
+        else:
+            key, _, value = part.partition("=")
+            pairs.append((key, value))
+    return pairs
+
+
+def _query_text(raw: bytes | str) -> str:
+    """The query as ASCII text, or a refusal: too long, not ASCII, over 64 fields."""
     if len(raw) > MAX_QUERY_BYTES:
         raise InvalidInput(f"query string longer than {MAX_QUERY_BYTES} bytes", field="query")
     if isinstance(raw, bytes):
@@ -118,24 +149,21 @@ def parse_query(raw: bytes | str) -> dict[str, str]:
         if not raw.isascii():
             raise _bad_query()
         text = raw
-    out: dict[str, str] = {}
-    if not text:
-        return out
     if text.count("&") >= 64:  # parse_qsl's max_num_fields=64
         raise _bad_query()
-    for part in text.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        if "%" in part or "+" in part:
-            try:
-                key = unquote(key.replace("+", " "), errors="strict")
-                value = unquote(value.replace("+", " "), errors="strict")
-            except (UnicodeDecodeError, ValueError):
-                raise _bad_query() from None
-        if key not in out:
-            out[key] = value
-    return out
+    return text
+
+
+def _decoded_field(part: str) -> tuple[str, str]:
+    """A `key=value` field with `+` or percent escapes, decoded as parse_qsl does."""
+    key, _, value = part.partition("=")
+    try:
+        return (
+            unquote(key.replace("+", " "), errors="strict"),
+            unquote(value.replace("+", " "), errors="strict"),
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise _bad_query() from None
 
 
 def _bad_query() -> InvalidInput:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
 from partnerflow.core.money import check_currency, parse_amount
-from partnerflow.tracking.clicks import parse_query
+from partnerflow.tracking.clicks import query_pairs
 from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.rules import check_coupon_code, check_customer_id, check_order_id
 
@@ -77,13 +77,10 @@ def _text(params: Mapping[str, Any], key: str) -> str | None:
 
 
 def query_fields(raw: bytes | str) -> list[tuple[str, str]]:
-    """Every (key, value) of a postback's or pixel's query string, in order. The click
-    path's `parse_query` checks it first (length, ASCII, percent-encoded UTF-8, 64 fields),
-    then urllib's parse_qsl — which `parse_query` matches, a property test says — lists
-    every value where `parse_query` keeps the first."""
-    parse_query(raw)
-    text = raw.decode("ascii") if isinstance(raw, bytes) else raw
-    return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS)
+    """Every (key, value) of a postback's or pixel's query string, in order, read once with
+    the click path's checks and decoding (`tracking.clicks.query_pairs`: length, ASCII,
+    percent-encoded UTF-8, 64 fields)."""
+    return query_pairs(raw)
 
 
 def body_fields(body: bytes, ctype: str) -> list[tuple[str, Any]]:

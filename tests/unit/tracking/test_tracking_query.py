@@ -13,6 +13,7 @@ from partnerflow.tracking.clicks import (
     click_params,
     landing_url,
     parse_query,
+    query_pairs,
     read_cookies,
 )
 
@@ -112,6 +113,25 @@ def test_fast_query_parser_matches_parse_qsl(text: str, as_text: bool) -> None:
         expected = None
     try:
         got: dict[str, str] | None = parse_query(text if as_text else raw)
+    except InvalidInput:
+        got = None
+    assert got == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(QUERY_PIECES, max_size=30).map("".join), st.booleans())
+def test_query_pairs_are_parse_qsls_list(text: str, as_text: bool) -> None:
+    """Every pair in order, repeated keys included, as urllib's parse_qsl lists them."""
+    from urllib.parse import parse_qsl
+
+    try:
+        expected: list[tuple[str, str]] | None = parse_qsl(
+            text, keep_blank_values=True, errors="strict", max_num_fields=64
+        )
+    except (UnicodeDecodeError, ValueError):
+        expected = None
+    try:
+        got: list[tuple[str, str]] | None = query_pairs(text if as_text else text.encode())
     except InvalidInput:
         got = None
     assert got == expected
