@@ -174,13 +174,7 @@ def test_a_stamp_follows_an_injected_clock(tmp_path: Path) -> None:
 def test_the_writer_thread_yields_the_core_when_asked_to(
     svc: Services, batch_scheduling: bool
 ) -> None:
-    writer = EventWriter(
-        svc.engine,
-        TrackingLookup(svc.engine),
-        svc.clock,
-        svc.settings.spool_dir,
-        batch_scheduling=batch_scheduling,
-    )
+    writer = _writer(svc, batch_scheduling=batch_scheduling)
     writer.start()
 
     async def scenario() -> None:
@@ -203,13 +197,7 @@ def test_the_writer_thread_yields_the_core_when_asked_to(
 def test_batches_that_waited_too_long_send_the_writer_back_to_normal_scheduling(
     svc: Services,
 ) -> None:
-    writer = EventWriter(
-        svc.engine,
-        TrackingLookup(svc.engine),
-        svc.clock,
-        svc.settings.spool_dir,
-        batch_scheduling=True,
-    )
+    writer = _writer(svc, batch_scheduling=True)
     # Every wait counts as slow and one is enough: the first batch decides.
     writer.scheduling = YieldingScheduler(True, slow_wait_s=-1.0, slow_limit=1, backoff_s=3600)
     writer.start()
