@@ -21,7 +21,6 @@ from urllib.parse import parse_qsl
 from partnerflow.core.errors import Forbidden, InvalidInput
 from partnerflow.core.ids import is_click_id
 from partnerflow.core.money import check_currency, parse_amount
-from partnerflow.tracking.clicks import query_pairs
 from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.rules import check_coupon_code, check_customer_id, check_order_id
 
@@ -74,13 +73,6 @@ def _text(params: Mapping[str, Any], key: str) -> str | None:
     if value.startswith("{") and value.endswith("}"):
         raise InvalidInput(f"{key} is an unreplaced macro {value[:40]!r}", field=key)
     return value
-
-
-def query_fields(raw: bytes | str) -> list[tuple[str, str]]:
-    """Every (key, value) of a postback's or pixel's query string, in order, read once with
-    the click path's checks and decoding (`tracking.clicks.query_pairs`: length, ASCII,
-    percent-encoded UTF-8, 64 fields)."""
-    return query_pairs(raw)
 
 
 def body_fields(body: bytes, ctype: str) -> list[tuple[str, Any]]:

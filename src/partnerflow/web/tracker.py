@@ -59,10 +59,11 @@ from partnerflow.tracking.clicks import (
     landing_url,
     parse_query,
     query_creative,
+    query_pairs,
     read_cookies,
 )
 from partnerflow.tracking.identifiers import fast_click_id as new_click_id
-from partnerflow.tracking.postbacks import body_fields, merge_fields, parse_postback, query_fields
+from partnerflow.tracking.postbacks import body_fields, merge_fields, parse_postback
 from partnerflow.tracking.rules import LINK_CODE_RE
 
 log = logging.getLogger("partnerflow.tracking")
@@ -660,7 +661,7 @@ class Tracker:
     async def _params(self, req: TrackRequest) -> dict[str, Any]:
         """The query's and the body's parameters; one given in both (or twice in either)
         with different values is refused (`merge_fields`), never silently overridden."""
-        query = query_fields(req.query)
+        query = query_pairs(req.query)
         if req.method == "POST":
             body = await req.body()
             if body:
@@ -692,7 +693,7 @@ class Tracker:
     async def pixel(self, req: TrackRequest) -> Reply:
         if req.method not in EVENT_METHODS:
             raise MethodNotAllowed("the pixel takes GET")
-        params = merge_fields(query_fields(req.query))
+        params = merge_fields(query_pairs(req.query))
         cookie = req.header("cookie")
         cookie_click = read_cookies(cookie).get("pf_click") if cookie else None
         if cookie_click is not None and not is_click_id(cookie_click):

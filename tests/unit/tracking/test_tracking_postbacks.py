@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from partnerflow.core.errors import Forbidden, InvalidInput, PartnerflowError
-from partnerflow.tracking.clicks import parse_query
+from partnerflow.tracking.clicks import parse_query, query_pairs
 from partnerflow.tracking.model import AttributedBy, EventType
 from partnerflow.tracking.postbacks import (
     NO_PROGRAM,
@@ -23,7 +23,6 @@ from partnerflow.tracking.postbacks import (
     body_fields,
     merge_fields,
     parse_postback,
-    query_fields,
     reversal_for,
 )
 from partnerflow.tracking.rules import (
@@ -272,14 +271,14 @@ QUERY_PIECES = st.sampled_from(["token", "a", "=", "&", "+", "%", "%20", "%C3%A9
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(QUERY_PIECES, max_size=30).map("".join))
-def test_query_fields_read_the_query_as_the_click_parser_does(text: str) -> None:
+def test_query_pairs_read_the_query_as_the_click_parser_does(text: str) -> None:
     """The same checks and values as `parse_query`, but every value of a repeated key."""
     try:
         expected: dict[str, str] | None = parse_query(text.encode())
     except InvalidInput:
         expected = None
     try:
-        pairs = query_fields(text.encode())
+        pairs = query_pairs(text.encode())
     except InvalidInput:
         assert expected is None
         return
