@@ -72,8 +72,12 @@ from partnerflow.core.events import (
     money_fields,
 )
 from partnerflow.core.money import MAX_AMOUNT, Money, check_currency, check_minor_units
+from partnerflow.core.text import display_text
 
 PROGRAM_SCOPE = "program"
+
+# Reasons people give for refunds and adjustments: shown on statements and exports.
+MAX_REASON = 2000
 
 
 def offer_scope(offer_id: int) -> str:
@@ -627,6 +631,8 @@ def reverse_conversion(
         raise InvalidInput("a reversal needs a reason", field="reason")
     if not author.strip():
         raise InvalidInput("a reversal needs an author", field="author")
+    reason = display_text(reason, field="reason", max_length=MAX_REASON, multiline=True)
+    author = display_text(author, field="author")
     now = clock.now()
     with uow:
         uow.ledger.lock_program(program_id)
@@ -750,6 +756,10 @@ def adjust_balance(
     key: str | None = None,
 ) -> Entry:
     """A manual correction of a partner's payable balance; reason and author required."""
+    if reason.strip():  # empty: refused by the ledger's rule, with its own message
+        reason = display_text(reason, field="reason", max_length=MAX_REASON, multiline=True)
+    if author.strip():
+        author = display_text(author, field="author")
     now = clock.now()
     with uow:
         program_id = uow.facts.partner_program(partner_id)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from partnerflow.core.errors import InvalidInput
+
 # The characters of categories Cc, Cs, Cf, Zl and Zp as one class (Unicode 15.1; a test
 # checks it against `unicodedata` code point by code point). The click path checks every
 # sub-id and UTM value a request sends: on 255 non-printable characters this search costs
@@ -97,3 +99,34 @@ def unsafe_text_reason(field: str, value: str) -> str | None:
     if ch is None:
         return None
     return f"{field} must not contain {describe_character(ch)}"
+
+
+# What multi-line display text (a message body, a note) may hold besides display text.
+_LAYOUT = frozenset("\n\t")
+
+
+def display_text(
+    value: str,
+    *,
+    field: str,
+    max_length: int = 200,
+    multiline: bool = False,
+    label: str | None = None,
+) -> str:
+    """A name, title, subject, reason or note as stored: stripped, 1 to `max_length`
+    characters, and nothing `unsafe_display_character` refuses — on one line, or with
+    `multiline` also line breaks (CRLF kept as LF) and tabs. Raises InvalidInput naming
+    `field` (the one check for every way in: the web forms, the CLI, the API, imports), or
+    `label` when the message should say more than the field's name."""
+    said = label or field
+    if multiline:
+        value = value.replace("\r\n", "\n")
+    value = value.strip()
+    if not value or len(value) > max_length:
+        raise InvalidInput(f"{said} must be 1-{max_length} characters", field=field)
+    if not value.isprintable():
+        for found in _UNSAFE_TEXT_RE.finditer(value):
+            ch = found.group()
+            if ch not in _JOINERS and not (multiline and ch in _LAYOUT):
+                raise InvalidInput(f"{said} must not contain {describe_character(ch)}", field=field)
+    return value

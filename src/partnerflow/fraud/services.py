@@ -45,6 +45,7 @@ from partnerflow.core.events import (
 )
 from partnerflow.core.ids import PartnerId, ProgramId
 from partnerflow.core.money import Money
+from partnerflow.core.text import display_text
 from partnerflow.fraud.policy import (
     ACTIONS_FOR,
     Action,
@@ -102,7 +103,7 @@ def _check_note(note: str | None, *, required: bool = False) -> str | None:
         raise InvalidInput("say why: a note is required", field="note")
     if len(text) > MAX_NOTE:
         raise InvalidInput(f"note must be at most {MAX_NOTE} characters", field="note")
-    return text or None
+    return display_text(text, field="note", max_length=MAX_NOTE, multiline=True) if text else None
 
 
 def _check_ids(ids: Iterable[int]) -> list[int]:

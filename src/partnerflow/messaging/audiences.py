@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.text import display_text
 from partnerflow.partners.model import PartnerStatus
 
 # Announcements go to partners who can act on them unless the sender picks statuses.
@@ -64,15 +65,14 @@ def check_kind(kind: str) -> str:
 
 
 def check_subject(subject: str) -> str:
-    subject = subject.strip()
-    if not subject or len(subject) > 200 or any(ch in subject for ch in "\r\n\x00"):
-        raise InvalidInput("subject must be 1-200 characters on one line", field="subject")
-    return subject
+    return display_text(subject, field="subject")
 
 
 def check_body(body: str, *, field: str = "body", limit: int = 100_000) -> str:
-    if not body.strip() or len(body) > limit or "\x00" in body:
+    """Checked as multi-line display text; stored as written (a template's own spacing)."""
+    if len(body) > limit:
         raise InvalidInput(f"{field} must be 1-{limit} characters", field=field)
+    display_text(body, field=field, max_length=limit, multiline=True)
     return body
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from partnerflow.core.errors import InvalidInput, InvalidTransition
+from partnerflow.core.text import display_text
 from partnerflow.partners.model import PartnerStatus
 
 S = PartnerStatus
@@ -46,8 +47,5 @@ def check_social(social: dict[str, str]) -> dict[str, str]:
     for network, handle in social.items():
         if network not in SOCIAL_NETWORKS:
             raise InvalidInput(f"unknown social network {network[:32]!r}", field="social")
-        handle = handle.strip()
-        if not handle or len(handle) > 200:
-            raise InvalidInput(f"{network} handle must be 1-200 characters", field="social")
-        out[network] = handle
+        out[network] = display_text(handle, field="social", label=f"{network} handle")
     return out

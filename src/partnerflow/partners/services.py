@@ -12,6 +12,7 @@ from partnerflow.core.clock import Clock
 from partnerflow.core.errors import Conflict, InvalidInput, NotFound
 from partnerflow.core.events import PARTNER_APPLIED, PARTNER_APPROVED, PARTNER_STATUS_CHANGED
 from partnerflow.core.ids import PartnerId, ProgramId
+from partnerflow.core.text import display_text
 from partnerflow.partners.model import Partner, PartnerStatus
 from partnerflow.partners.ports import PartnersUnitOfWork
 from partnerflow.partners.rules import check_email, check_social, check_transition
@@ -67,9 +68,7 @@ class CreatePartner:
 def create_partner(
     uow: PartnersUnitOfWork, clock: Clock, cmd: CreatePartner, actor: str
 ) -> Partner:
-    name = cmd.name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("name must be 1-200 characters", field="name")
+    name = display_text(cmd.name, field="name")
     try:
         status = PartnerStatus(cmd.status)
     except ValueError:
@@ -111,6 +110,13 @@ def create_partner(
     return stored
 
 
+def _optional_text(value: str, field: str) -> str:
+    """A reason or note: empty, or display text of at most 2,000 characters."""
+    if not value.strip():
+        return ""
+    return display_text(value, field=field, max_length=2000, multiline=True)
+
+
 def change_status(
     uow: PartnersUnitOfWork, partner_id: PartnerId, target: str, actor: str, reason: str = ""
 ) -> Partner:
@@ -118,6 +124,7 @@ def change_status(
         new_status = PartnerStatus(target)
     except ValueError:
         raise InvalidInput(f"unknown partner status {target[:32]!r}", field="status") from None
+    reason = _optional_text(reason, "reason")
     with uow:
         partner = uow.partners.get(partner_id)
         if partner is None:

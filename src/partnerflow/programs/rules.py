@@ -7,6 +7,7 @@ import zoneinfo
 from urllib.parse import urlsplit
 
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.text import describe_character, unsafe_character
 
 _SLUG_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z")
 _DOMAIN_RE = re.compile(r"\A(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
@@ -37,6 +38,9 @@ def check_http_url(value: str, *, field: str) -> str:
         raise InvalidInput(f"{field} must be an absolute http(s) URL", field=field)
     if any(ch in value for ch in "\r\n\t ") or "\\" in value:
         raise InvalidInput(f"{field} contains whitespace or backslashes", field=field)
+    unsafe = unsafe_character(value)
+    if unsafe is not None:  # a redirect target shown in dashboards and sent as Location
+        raise InvalidInput(f"{field} must not contain {describe_character(unsafe)}", field=field)
     return value
 
 

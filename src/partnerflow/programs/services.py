@@ -11,6 +11,7 @@ from partnerflow.core.clock import Clock
 from partnerflow.core.errors import Conflict, InvalidInput, NotFound
 from partnerflow.core.ids import OfferId, ProgramId
 from partnerflow.core.money import check_currency
+from partnerflow.core.text import display_text
 from partnerflow.programs.model import AttributionModel, Offer, OfferStatus, Program
 from partnerflow.programs.ports import ProgramsUnitOfWork
 from partnerflow.programs.rules import (
@@ -47,10 +48,7 @@ class CreateOffer:
 
 
 def _text(value: str, field: str, limit: int = 200) -> str:
-    value = value.strip()
-    if not value or len(value) > limit:
-        raise InvalidInput(f"{field} must be 1-{limit} characters", field=field)
-    return value
+    return display_text(value, field=field, max_length=limit)
 
 
 def create_program(

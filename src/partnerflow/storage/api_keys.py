@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from partnerflow.core.errors import InvalidInput, NotFound
+from partnerflow.core.text import display_text
 from partnerflow.storage import tables as t
 
 SCOPES = frozenset({"admin:read", "admin:write", "partner"})
@@ -86,9 +87,7 @@ def create_key(
     partner_id: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns it and the token, which is never retrievable again."""
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("name must be 1-200 characters", field="name")
+    name = display_text(name, field="name")
     clean = check_scopes(scopes, partner_id)
     if partner_id is not None:
         row = conn.execute(

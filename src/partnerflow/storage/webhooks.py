@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, select, update
 
 from partnerflow.core.errors import InvalidInput, NotFound
+from partnerflow.core.text import display_text
 from partnerflow.messaging.delivery import RetryPolicy
 from partnerflow.messaging.events import check_event_filter, matches
 from partnerflow.messaging.postbacks import check_target_url, check_template, expand
@@ -67,8 +68,7 @@ def create_endpoint(
 ) -> Endpoint:
     check_target_url(url, allow_private=allow_private)
     filters = check_event_filter(events)
-    if len(description) > 200:
-        raise InvalidInput("description must be at most 200 characters", field="description")
+    description = display_text(description, field="description") if description.strip() else ""
     if conn.execute(select(t.programs.c.id).where(t.programs.c.id == program_id)).first() is None:
         raise NotFound(f"program {program_id} not found", field="program_id")
     new_id = conn.execute(

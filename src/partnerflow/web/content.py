@@ -14,6 +14,7 @@ import re
 from markupsafe import Markup, escape
 
 from partnerflow.core.errors import InvalidInput
+from partnerflow.core.text import display_text
 
 MAX_CREATIVE_BYTES = 2 * 1024 * 1024
 CREATIVE_KINDS = ("banner", "product_image", "social_post")
@@ -46,17 +47,11 @@ def check_kind(value: str, allowed: tuple[str, ...], field: str = "kind") -> str
 
 
 def check_title(value: str) -> str:
-    value = value.strip()
-    if not 1 <= len(value) <= 200:
-        raise InvalidInput("title must be 1-200 characters", field="title")
-    return value
+    return display_text(value, field="title")
 
 
 def check_text(value: str, field: str = "body") -> str:
-    value = value.replace("\r\n", "\n").strip()
-    if not 1 <= len(value) <= MAX_TEXT:
-        raise InvalidInput(f"{field} must be 1-{MAX_TEXT} characters", field=field)
-    return value
+    return display_text(value, field=field, max_length=MAX_TEXT, multiline=True)
 
 
 _INLINE = re.compile(

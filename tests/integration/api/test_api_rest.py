@@ -308,6 +308,36 @@ def test_short_text_fields_refuse_bidi_and_invisible_characters_at_validation(
     assert (kept.status_code, kept.json()["name"]) == (201, "\u05e2\u05de\u05d9\u05ea 🙂")
 
 
+def test_urls_and_imported_names_refuse_bidi_characters_too(api: Api) -> None:
+    """Past `Text200`: a landing URL (`Text2k`, shown in dashboards and sent as the
+    redirect's Location) and the names of a CSV import go through the use cases' own rule."""
+    offer = {
+        "program_id": 1, "name": "Spring", "landing_url": "https://shop.example/spring",
+        "commission_plan": {"type": "cps", "percent": "10"},
+    }  # fmt: skip
+    before = count(api, t.offers)
+    for field in ("landing_url", "fallback_url"):
+        refused = api.client.post(
+            f"{V1}/offers",
+            json=offer | {field: "https://shop.example/\u202egnp.exe"},
+            headers=api.admin,
+        )
+        assert (refused.status_code, refused.json()) == (422, {
+            "error": "invalid_input", "reason": f"{field} must not contain {BIDI}",
+            "field": field,
+        }), field  # fmt: skip
+    assert count(api, t.offers) == before
+    csv = "name,email\nDee,dee@x.example\nEve\u202e,eve@x.example\n"
+    rows = api.client.post(
+        f"{V1}/imports/partners?program_id=1", content=csv.encode(), headers=api.admin
+    )
+    assert rows.status_code == 422
+    assert rows.json()["rows"] == [
+        {"row": 3, "field": "name", "reason": f"name must not contain {BIDI}"}
+    ]
+    assert count(api, t.partners) == 1  # the world's: all or nothing
+
+
 def test_csv_partner_import_is_all_or_nothing(api: Api) -> None:
     url = f"{V1}/imports/partners?program_id=1"
     good = "name,email,status\nBo,bo@x.example,active\nCy,cy@x.example,\n"

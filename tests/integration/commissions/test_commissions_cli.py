@@ -104,6 +104,34 @@ def test_adjust_needs_reason_and_author(world: MoneyWorld) -> None:
     assert bal["approved"] == {"amount": "-5.00", "currency": "EUR"}
 
 
+def test_reasons_and_authors_on_statements_refuse_bidi_and_invisible_characters(
+    world: MoneyWorld,
+) -> None:
+    """What people type for an adjustment or a refund is shown on the partner's statement
+    and in exports: the same display-text rule as names, a message naming the code point,
+    exit 2, and nothing booked."""
+    conv = world.sale("A-1", "800")
+    before = count(world.svc, t.commission_entries)
+    for option, value, said in [
+        ("--reason", "goodwill \u202e", "reason must not contain U+202E"),
+        ("--author", "kim\u200b", "author must not contain U+200B"),
+    ]:
+        given = {"--reason": "goodwill", "--author": "kim", option: value}
+        args = [x for pair in given.items() for x in pair]
+        code, out = run("commissions", "adjust", "--partner", str(world.ann.id), "--amount",
+                        "5", "--currency", "EUR", *args)  # fmt: skip
+        assert code == 2 and said in out, out
+    code, out = run("commissions", "reverse", "--program", "acme", "--order", "A-1",
+                    "--amount", "200", "--reason", "returned\u2066")  # fmt: skip
+    assert code == 2 and "reason must not contain U+2066" in out, out
+    assert count(world.svc, t.commission_entries) == before
+    # Line breaks are fine in a reason; the order and its commission are untouched above.
+    code, out = run("commissions", "reverse", "--program", "acme", "--order", "A-1",
+                    "--amount", "200", "--reason", "one returned\nbox damaged")  # fmt: skip
+    assert code == 0 and "reversed 20.00 EUR" in out, out
+    assert conv
+
+
 def test_refund_explain_and_payout_round_trip(world: MoneyWorld, tmp_path: Path) -> None:
     conv = world.sale("A-1", "800")  # 80.00
     code, out = run("commissions", "reverse", "--program", "acme", "--order", "A-1",

@@ -217,6 +217,25 @@ async def test_admin_changes_partner_status_with_audit(
     assert _count(services, t.audit_log, t.audit_log.c.actor == f"user:{ADMIN}") == 1
 
 
+async def test_a_status_reason_with_a_bidi_control_changes_nothing(
+    login: Login, world: WebWorld, services: Services
+) -> None:
+    admin = await login(ADMIN)
+    page = await admin.get(f"/admin/partners/{world.ann.id}")
+    response = await admin.post(
+        f"/admin/partners/{world.ann.id}/status",
+        data={
+            "status": "suspended",
+            "reason": "spam \u202eelbisnopser ton\u202c",
+            "csrf_token": csrf_of(page.text),
+        },
+    )
+    assert response.status_code == 400
+    assert "reason must not contain U+202E" in response.text
+    assert _count(services, t.partners, t.partners.c.status == "suspended") == 0
+    assert _count(services, t.audit_log, t.audit_log.c.actor == f"user:{ADMIN}") == 0
+
+
 async def test_five_failures_lock_the_email_and_ip_pair(
     client: httpx.AsyncClient, world: WebWorld, clock: FixedClock, ui: Starlette
 ) -> None:
@@ -413,6 +432,35 @@ async def test_signup_with_bad_input_is_refused_clearly(
     assert response.status_code == 400
     assert "password must be 10-1024 characters" in response.text
     assert _count(services, t.partners) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("name", "Dan\u202egnp.exe", "name must not contain U+202E"),
+        ("name", "Dan\u200b", "name must not contain U+200B"),
+        ("tiktok", "@dan\u2066x", "tiktok handle must not contain U+2066"),
+    ],
+)
+async def test_signup_refuses_bidi_and_invisible_characters_in_what_managers_see(
+    client: httpx.AsyncClient, world: WebWorld, services: Services, field: str, value: str,
+    said: str,
+) -> None:  # fmt: skip
+    """A name shown in the managers' lists cannot reorder or hide text there (Trojan
+    Source): the public form refuses it, names the code point, and stores nothing."""
+    before = _count(services, t.partners), _count(services, t.users)
+    page = await client.get("/p/acme/apply")
+    data = {
+        "name": "Dan",
+        "email": "dan@site.example",
+        "password": "long enough password",
+        "accept_terms": "yes",
+        "csrf_token": csrf_of(page.text),
+    }
+    response = await client.post("/p/acme/apply", data={**data, field: value})
+    assert response.status_code == 400
+    assert said in response.text  # the form comes back filled in, to be corrected
+    assert (_count(services, t.partners), _count(services, t.users)) == before
 
 
 async def test_unknown_program_page_is_404(client: httpx.AsyncClient, world: WebWorld) -> None:

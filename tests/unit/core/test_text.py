@@ -3,6 +3,7 @@ characters, no lone surrogates."""
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 
@@ -10,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from partnerflow.core.errors import InvalidInput
 from partnerflow.core.text import (
     describe_character,
+    display_text,
     has_unsafe_characters,
     unsafe_character,
     unsafe_text_reason,
@@ -94,3 +97,79 @@ def test_without_unsafe_characters_removes_bidi_and_invisible_characters() -> No
         "https://a.example/gnp.exe"
     )
     assert without_unsafe_characters("Mozilla/5.0 \x85(X11)\xad") == "Mozilla/5.0 (X11)"
+
+
+# -- display text: names, titles, subjects, reasons, notes --------------------------------
+
+LAYOUT = "\n\t"
+JOINERS = "\u200c\u200d"
+
+
+def _display_refusal(value: str, multiline: bool) -> str | None:
+    """The reference reading: the first character of a refused category, less the joiners
+    (and line breaks and tabs in multi-line text), after CRLF -> LF and stripping."""
+    text = value.replace("\r\n", "\n") if multiline else value
+    for ch in text.strip():
+        allowed = ch in JOINERS or (multiline and ch in LAYOUT)
+        if unicodedata.category(ch) in REFUSED and not allowed:
+            return ch
+    return None
+
+
+@settings(max_examples=400)
+@given(st.text(max_size=40), st.booleans())
+def test_display_text_refuses_exactly_what_the_reference_reading_refuses(
+    value: str, multiline: bool
+) -> None:
+    expected = _display_refusal(value, multiline)
+    text = value.replace("\r\n", "\n") if multiline else value
+    try:
+        stored = display_text(value, field="name", multiline=multiline)
+    except InvalidInput as exc:
+        assert exc.field == "name"
+        if not text.strip():
+            assert "must be 1-200 characters" in str(exc)
+        else:
+            assert expected is not None
+            assert str(exc) == f"name must not contain {describe_character(expected)}"
+    else:
+        assert expected is None
+        assert stored == text.strip()
+
+
+@pytest.mark.parametrize(
+    ("value", "multiline", "refused"),
+    [
+        ("Ana\u202e gnp.exe", False, "U+202E"),
+        ("Shop\u200b One", False, "U+200B"),
+        ("line\nbreak", False, "U+000A"),
+        ("a\u2028b", True, "U+2028"),
+        ("bell\x07", True, "U+0007"),
+        ("lone\rcr", True, "U+000D"),
+    ],
+)
+def test_display_text_refusals_name_the_code_point(
+    value: str, multiline: bool, refused: str
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(f"name must not contain {refused} (")):
+        display_text(value, field="name", multiline=multiline)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Zoë & Søn GmbH", "می\u200cخواهم", "👨\u200d👩\u200d👧 family", "東京ストア", "  padded  "],
+)
+def test_display_text_keeps_names_of_any_script_stripped(value: str) -> None:
+    assert display_text(value, field="name") == value.strip()
+
+
+def test_multiline_display_text_keeps_line_breaks_and_tabs_as_lf() -> None:
+    assert display_text("Hi,\r\n\tthanks\n", field="body", multiline=True) == "Hi,\n\tthanks"
+
+
+def test_display_text_length_is_counted_after_stripping() -> None:
+    assert display_text(" " + "x" * 200 + " ", field="name") == "x" * 200
+    with pytest.raises(InvalidInput, match="name must be 1-200 characters"):
+        display_text("x" * 201, field="name")
+    with pytest.raises(InvalidInput, match="twitter handle must be 1-5 characters"):
+        display_text("abcdef", field="social", max_length=5, label="twitter handle")
