@@ -1,4 +1,5 @@
-"""`partnerflow caps ...`: set, list and inspect caps; recompute adaptive caps."""
+"""`partnerflow caps ...`: set, list and inspect caps; recompute adaptive caps; give back
+the room of conversions that never committed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from partnerflow.core.ids import PartnerId
 from partnerflow.programs.model import Program
 from partnerflow.storage.cap_reservations import make_cap_counter
 from partnerflow.storage.caps import SqlCapsUnitOfWork
+from partnerflow.storage.tracking_caps import RECONCILE_GRACE_SECONDS, reconcile_unsettled
 
 app = typer.Typer(help="Caps on clicks, conversions, revenue or payout.", no_args_is_help=True)
 
@@ -291,3 +293,28 @@ def recompute_command(
         typer.echo("nothing to recompute (no adaptive caps, or already done for this run key)")
     for d in data:
         typer.echo(f"cap {d['cap_id']} (partner {d['partner_id']}): {d['reason']}")
+
+
+@app.command("reconcile")
+@handles_errors
+def reconcile_command(
+    grace_minutes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Only reservations made at least this long ago (a transaction still "
+            "committing is never decided).",
+        ),
+    ] = RECONCILE_GRACE_SECONDS // 60,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give back the Redis cap room of conversions that never committed (a failed commit,
+    a process killed before it) and were not retried; the `cap-reservations` job runs it."""
+    svc = services()
+    store = svc.conversion_cap_store()
+    if store.redis is None:
+        typer.echo("caps are counted in the database, with their conversions: nothing to do")
+        return
+    result = reconcile_unsettled(svc.engine, store, grace_seconds=grace_minutes * 60)
+    data = result.to_dict()
+    emit(as_json, data, "Unsettled cap reservations", ("outcome", "count"), data.items())

@@ -94,6 +94,12 @@ def _webhooks(svc: Services) -> Any:
     return webhooks.deliver(svc)
 
 
+def _cap_reservations(svc: Services) -> Any:
+    from partnerflow.storage.tracking_caps import reconcile_unsettled
+
+    return reconcile_unsettled(svc.engine, svc.conversion_cap_store()).to_dict()
+
+
 def _rollups(svc: Services) -> Any:
     from partnerflow.core.errors import Conflict
     from partnerflow.storage.rollups import fold_new_events
@@ -115,6 +121,7 @@ JOBS: tuple[Job, ...] = (
     Job("fraud-scan", 900, _fraud_scan, "queue fraud findings (holds, rejections, flags)"),
     Job("approvals", 3600, _approvals, "approve commissions past their lock period"),
     Job("adaptive-caps", 3600, _adaptive_caps, "recompute adaptive caps once per local day"),
+    Job("cap-reservations", 600, _cap_reservations, "give back cap room never committed"),
     Job("rollups", 60, _rollups, "fold new clicks, impressions and conversions into rollups"),
     Job("notices", 60, _notices, "cap, commission and terms notices to inbox and e-mail"),
     Job("outbox", 30, _outbox, "send due e-mails over SMTP"),

@@ -605,7 +605,9 @@ class EventWriter:
         except BaseException:
             # Nothing of this attempt committed: Redis reservations are given back (SQL
             # ones went with the rollback).
+            reserved = list(self._redis_reserved)
             self._undo_redis(self._redis_reserved)
+            self._settle_redis(reserved)
             raise
         self._after_commit()
 
@@ -619,10 +621,20 @@ class EventWriter:
                 log.exception("could not release cap reservation %s", rid)
         reservation_ids.clear()
 
+    def _settle_redis(self, reservation_ids: list[str]) -> None:
+        """The batch's transaction has ended: its Redis reservations are no longer noted as
+        unsettled (`storage.tracking_caps.UNSETTLED`; one round trip per batch with any)."""
+        try:
+            self.cap_store.settled(reservation_ids)
+        except Exception:  # the reconciliation job settles what is left noted
+            log.exception("could not settle %d cap reservations", len(reservation_ids))
+
     def _after_commit(self) -> None:
         """Cap alerts and Redis releases, once the batch is durable (off the request path:
         the requests are answered by `_settle` right after)."""
-        self._redis_reserved.clear()
+        if self._redis_reserved:
+            self._settle_redis(self._redis_reserved)
+            self._redis_reserved = []
         if self._redis_releases:
             self._undo_redis(self._redis_releases)
         if self._alerts:
@@ -740,7 +752,9 @@ class EventWriter:
             # back, another tracker's attempt at the same order (waiting on that row) may
             # reserve under the same id, and a later undo would take that reservation.
             del self._alerts[marks[0] :], self._redis_releases[marks[2] :]
-            self._undo_redis(self._redis_reserved[marks[1] :])
+            undone = self._redis_reserved[marks[1] :]
+            self._undo_redis(list(undone))
+            self._settle_redis(undone)
             del self._redis_reserved[marks[1] :]
             cur.execute("ROLLBACK TO SAVEPOINT pf_conv")
             cur.execute("RELEASE SAVEPOINT pf_conv")
@@ -1013,7 +1027,7 @@ class EventWriter:
             revenue=cap_revenue(sale.amount, sale.currency, program.currency, converted),
             payout=payout.amount if payout and payout.currency == program.currency else
             Decimal(0),
-            reservation_id=rid, alerts=self._alerts,
+            reservation_id=rid, order_id=pb.order_id, alerts=self._alerts,
         )  # fmt: skip
         if verdict.reserved and self.cap_store.redis is not None:
             self._redis_reserved.append(rid)  # outside the transaction: undone by hand

@@ -18,9 +18,11 @@ release is only checked (is there a reservation?) and runs after the commit; a r
 made in a transaction that rolls back is released before the rollback, while the transaction
 still holds the conversion's row. Both paths write that row before they reserve, so a Redis
 reservation found under its id then is a leftover of an attempt killed before its commit: it
-is replaced, never counted twice (`conversion_verdict`). A reinstated conversion (fraud
-review undone) takes its room back under the same id, counted even past a full hard cap:
-the overshoot becomes a cap alert (`overshoot_alert`).
+is replaced, never counted twice (`conversion_verdict`); one that is never retried is given
+back by `reconcile_unsettled` (the reservations noted as `UNSETTLED` until their
+transaction's end is seen). A reinstated conversion (fraud review undone) takes its room
+back under the same id, counted even past a full hard cap: the overshoot becomes a cap alert
+(`overshoot_alert`).
 
 Statements take '?' placeholders and run through an `Execute` callable, so the writer's raw
 DBAPI cursor and a SQLAlchemy connection (the use case) share one implementation.
@@ -30,13 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from partnerflow.caps.model import (
     CapAlert,
@@ -78,6 +81,48 @@ def _expiry(now: datetime, charges: Sequence[Charge]) -> datetime | None:
 # count it twice if its reservation was never released.
 RESERVE_ONCE_LUA = "if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {2} end\n" + RESERVE_LUA
 
+# Conversion reservations in Redis are noted, in the same script, in one hash until the
+# transaction that made them has ended (`ConversionCapStore.settled`): field the reservation
+# id, value "<unix seconds>\t<program id>\t<order id>". A note still there long after is a
+# reservation whose commit failed or whose process was killed before it — the conversion
+# may or may not exist — and `reconcile_unsettled` decides it from the database.
+UNSETTLED = "unsettled-reservations"
+
+
+def _noting(script: str) -> str:
+    """A reserve script that takes one more key (the unsettled hash, last) and argument (the
+    note, last) and notes the reservation when it is made."""
+    return (
+        "local unsettled = table.remove(KEYS)\nlocal note = table.remove(ARGV)\n"
+        f"local function reserve()\n{script}\nend\n"
+        "local out = reserve()\n"
+        "if out[1] == 1 then redis.call('HSET', unsettled, ARGV[1], note) end\n"
+        "return out\n"
+    )
+
+
+# KEYS: the unsettled hash, the reservation key; ARGV: reservation id, the note read, the
+# key prefix. Releases the reservation only while its note is the one read: a retry of the
+# same order that reserved again meanwhile wrote a newer one.
+RELEASE_UNSETTLED_LUA = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local payload = redis.call('GET', KEYS[2])
+if not payload then return 0 end
+redis.call('DEL', KEYS[2])
+for line in string.gmatch(payload, '[^\\n]+') do
+  local key, amount = string.match(line, '^(.*)\\t(%-?%d+)$')
+  if key then
+    local counter = ARGV[3] .. key
+    if redis.call('EXISTS', counter) == 1 then
+      local v = redis.call('DECRBY', counter, tonumber(amount))
+      if v < 0 then redis.call('SET', counter, 0, 'KEEPTTL') end
+    end
+  end
+end
+return 1
+"""
+
 
 class ConversionCapStore:
     """Conversion reservations: SQL in the caller's transaction, or Redis."""
@@ -94,9 +139,12 @@ class ConversionCapStore:
         charges: Sequence[Charge],
         reservation_id: str,
         now: datetime,
+        owner: tuple[int, str],
     ) -> Reservation | Refused:
+        """Charge every counter or none, under `reservation_id`; `owner` is the conversion's
+        (program id, order id)."""
         if self.redis is not None:
-            outcome = self._reserve_redis(charges, reservation_id)
+            outcome = self._reserve_redis(charges, reservation_id, owner)
             assert outcome is not None  # only `once` answers None
             return outcome
         ordered = sorted(charges, key=lambda c: c.key)
@@ -155,15 +203,16 @@ class ConversionCapStore:
         charges: Sequence[Charge],
         reservation_id: str,
         now: datetime,
+        owner: tuple[int, str],
     ) -> Reservation | Refused | None:
         """`reserve`, unless a reservation under this id exists already (None: nothing
         charged). Atomic on Redis; in SQL the check and the charges share the caller's
         transaction."""
         if self.redis is not None:
-            return self._reserve_redis(charges, reservation_id, once=True)
+            return self._reserve_redis(charges, reservation_id, owner, once=True)
         if self.holds(execute, reservation_id):
             return None
-        return self.reserve(execute, ts, charges, reservation_id, now)
+        return self.reserve(execute, ts, charges, reservation_id, now, owner)
 
     def holds(self, execute: Execute, reservation_id: str) -> bool:
         """Whether a reservation is stored under this id (now; Redis: outside any
@@ -173,18 +222,19 @@ class ConversionCapStore:
         return bool(execute("SELECT 1 FROM cap_reservations WHERE id = ?", (reservation_id,)))
 
     def _reserve_redis(
-        self, charges: Sequence[Charge], rid: str, *, once: bool = False
+        self, charges: Sequence[Charge], rid: str, owner: tuple[int, str], *, once: bool = False
     ) -> Reservation | Refused | None:
-        # `RedisCapCounter.reserve` with our own id (its script takes any id).
+        # `RedisCapCounter.reserve` with our own id (its script takes any id), noted as
+        # unsettled (`UNSETTLED`) in the same script.
         redis = self.redis
         assert redis is not None
         if once:
             if self._once_script is None:
-                self._once_script = redis.client.register_script(RESERVE_ONCE_LUA)
+                self._once_script = redis.client.register_script(_noting(RESERVE_ONCE_LUA))
             script = self._once_script
         else:
             if self._script is None:
-                self._script = redis.client.register_script(RESERVE_LUA)
+                self._script = redis.client.register_script(_noting(RESERVE_LUA))
             script = self._script
         keys = [redis.prefix + c.key for c in charges]
         ttls = [c.ttl_seconds for c in charges]
@@ -192,13 +242,21 @@ class ConversionCapStore:
         args: list[Any] = [rid, res_ttl, "\n".join(f"{c.key}\t{c.amount}" for c in charges)]
         for c in charges:
             args += [c.amount, -1 if c.limit is None else c.limit, c.ttl_seconds or 0]
-        keys.append(redis.prefix + f"res:{rid}")
+        keys += [redis.prefix + f"res:{rid}", redis.prefix + UNSETTLED]
+        program_id, order_id = owner
+        args.append(f"{int(time.time())}\t{program_id}\t{order_id}")
         result = script(keys=keys, args=args)
         if int(result[0]) == 2:
             return None
         if int(result[0]) == 0:
             return Refused(charge=charges[int(result[1]) - 1], used=int(result[2]))
         return Reservation(id=rid, charges=tuple(charges), totals=tuple(int(x) for x in result[1:]))
+
+    def settled(self, reservation_ids: Sequence[str]) -> None:
+        """The transactions that made these Redis reservations have ended (committed, or
+        rolled back and the reservations released): their notes go."""
+        if self.redis is not None and reservation_ids:
+            self.redis.client.hdel(self.redis.prefix + UNSETTLED, *reservation_ids)
 
     def release(self, execute: Execute, reservation_id: str) -> bool:
         if self.redis is not None:
@@ -233,6 +291,7 @@ def conversion_verdict(
     revenue: Decimal,
     payout: Decimal,
     reservation_id: str,
+    order_id: str,
     alerts: list[tuple[CapAlert, CapRule]] | None = None,
 ) -> CapVerdict:
     """Reserve a conversion against `rules` (the program's active caps); alerts crossed are
@@ -262,7 +321,7 @@ def conversion_verdict(
         return ALLOWED
     if store.redis is not None:
         store.release(execute, reservation_id)  # a killed attempt's leftover, if any
-    outcome = store.reserve(execute, ts, charges, reservation_id, at)
+    outcome = store.reserve(execute, ts, charges, reservation_id, at, (program_id, order_id))
     decision: CapDecision = decide(rules, outcome, event)
     if alerts is not None:
         alerts.extend((a, rules[a.cap_id]) for a in decision.alerts if a.cap_id in rules)
@@ -354,6 +413,7 @@ class SqlConversionCaps:
         revenue: Decimal,
         payout: Decimal,
         reservation_id: str,
+        order_id: str,
     ) -> CapVerdict:
         rules = self.rules(ProgramId(program_id))
         if not rules:
@@ -363,7 +423,7 @@ class SqlConversionCaps:
             self.store, rules, self._execute, self._ts,
             program_id=program_id, tz=self.timezone_of(program_id), offer_id=offer_id,
             partner_id=partner_id, at=at, revenue=revenue, payout=payout,
-            reservation_id=reservation_id, alerts=alerts,
+            reservation_id=reservation_id, order_id=order_id, alerts=alerts,
         )  # fmt: skip
         if verdict.reserved and self.store.redis is not None:
             self._reserved.append(reservation_id)  # outside the transaction: undone by hand
@@ -432,8 +492,9 @@ class SqlConversionCaps:
         if not charges:
             return CapRetake(False)
         outcome = self.store.reserve_once(
-            self._execute, self._ts, [replace(ch, limit=None) for ch in charges], rid, now
-        )
+            self._execute, self._ts, [replace(ch, limit=None) for ch in charges], rid, now,
+            (row.program_id, row.order_id),
+        )  # fmt: skip
         if outcome is None:
             return CapRetake(False)  # still held: it was never released
         assert isinstance(outcome, Reservation)  # no limits: never refused
@@ -482,22 +543,34 @@ class SqlConversionCaps:
 
     # -- the end of the unit of work's transaction ------------------------------------------
     def committed(self) -> None:
-        """Give back in Redis what the committed transaction released."""
-        releases, self._releases, self._reserved = self._releases, [], []
+        """Give back in Redis what the committed transaction released; its reservations are
+        settled."""
+        releases, self._releases = self._releases, []
+        reserved, self._reserved = self._reserved, []
         self._release_redis(releases)
+        self._settle(reserved)
 
     def rolled_back(self) -> None:
         """Undo in Redis what the rolled-back transaction reserved (its releases never
         happen)."""
         reserved, self._reserved, self._releases = self._reserved, [], []
         self._release_redis(reserved)
+        self._settle(reserved)
 
     def abandoned(self) -> None:
-        """The commit failed, its outcome unknown: Redis stays as a killed process leaves it.
-        A reservation kept is right if the transaction did commit; if not, it is a leftover
-        that the retry of the same order replaces (`conversion_verdict`), and a reinstatement
-        retried finds held (`reserve_once`). Its releases never happen."""
+        """The commit failed, its outcome unknown: Redis stays as a killed process leaves it,
+        its reservations noted as unsettled. A reservation kept is right if the transaction
+        did commit; if not, it is a leftover that the retry of the same order replaces
+        (`conversion_verdict`), a reinstatement retried finds held (`reserve_once`), and
+        `reconcile_unsettled` gives back once nothing retried it. Its releases never
+        happen."""
         self._reserved, self._releases = [], []
+
+    def _settle(self, reservation_ids: list[str]) -> None:
+        try:
+            self.store.settled(reservation_ids)
+        except Exception:  # the reconciliation job settles what is left noted
+            log.exception("could not settle %d cap reservations", len(reservation_ids))
 
     def _release_redis(self, reservation_ids: list[str]) -> None:
         redis = self.store.redis
@@ -550,3 +623,84 @@ class ClickCaps:
         # Clicks are never refunded: no reservation record on the busiest path.
         outcome = self.counter.reserve(charges, record=False)
         return decide(rules, outcome, event, fallback_url=fallback_url)
+
+
+#: How old an unsettled note must be before `reconcile_unsettled` decides it: far longer
+#: than any transaction that reserves (a writer batch, a use case) stays open.
+RECONCILE_GRACE_SECONDS = 900
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What one `reconcile_unsettled` pass found among the unsettled notes."""
+
+    young: int = 0  # newer than the grace period: left for a later pass
+    settled: int = 0  # the conversion exists, or the reservation is gone: note dropped
+    released: int = 0  # no conversion: the reservation's room given back
+    skipped: int = 0  # a retry reserved again meanwhile, or an unreadable note
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "young": self.young, "settled": self.settled, "released": self.released,
+            "skipped": self.skipped,
+        }  # fmt: skip
+
+
+def reconcile_unsettled(
+    engine: Engine,
+    store: ConversionCapStore,
+    *,
+    grace_seconds: int = RECONCILE_GRACE_SECONDS,
+    now: float | None = None,
+) -> Reconciled:
+    """Decide the Redis conversion reservations whose transaction's end was never seen (a
+    failed commit, a process killed between reserving and committing) and that no retry
+    replaced within `grace_seconds`: a conversion stored under its program and order id
+    keeps its reservation; without one, the room is given back — otherwise it stays taken
+    until the counter expires, never for an all-time cap. Idempotent; runs as the
+    `cap-reservations` job and `partnerflow caps reconcile`."""
+    redis = store.redis
+    if redis is None:
+        return Reconciled()
+    client, prefix = redis.client, redis.prefix
+    now = time.time() if now is None else now
+    release = client.register_script(RELEASE_UNSETTLED_LUA)
+    young = settled = released = skipped = 0
+    for raw_rid, raw_note in client.hscan_iter(prefix + UNSETTLED):
+        rid, note = raw_rid.decode(), raw_note.decode()
+        parts = note.split("\t", 2)
+        try:
+            at, program_id, order_id = float(parts[0]), int(parts[1]), parts[2]
+        except (IndexError, ValueError):
+            log.error("unreadable unsettled cap reservation %s: %r", rid, note[:200])
+            skipped += 1
+            continue
+        if now - at < grace_seconds:
+            young += 1
+            continue
+        with engine.connect() as conn:
+            stored = conn.execute(
+                select(t.conversions.c.id).where(
+                    t.conversions.c.program_id == program_id,
+                    t.conversions.c.order_id == order_id,
+                )
+            ).first()
+        if stored is not None:
+            # Committed (its note outlived a lost settle): the reservation is the order's.
+            client.hdel(prefix + UNSETTLED, rid)
+            settled += 1
+            continue
+        outcome = int(release(keys=[prefix + UNSETTLED, prefix + f"res:{rid}"],
+                              args=[rid, note, prefix]))  # fmt: skip
+        if outcome == 1:
+            log.warning(
+                "gave back the cap reservation of order %r (program %d): reserved %.0f s ago,"
+                " never committed",
+                order_id, program_id, now - at,
+            )  # fmt: skip
+            released += 1
+        elif outcome == 0:
+            settled += 1  # released already (a refund, a retry), only the note was left
+        else:
+            skipped += 1  # a retry of the order reserved again meanwhile
+    return Reconciled(young, settled, released, skipped)

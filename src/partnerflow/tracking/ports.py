@@ -75,12 +75,13 @@ class ConversionCaps(Protocol):
         revenue: Decimal,
         payout: Decimal,
         reservation_id: str,
+        order_id: str,
     ) -> CapVerdict:
         """Reserve the conversion's share of every matching cap (all or none), under
-        `reservation_id`. Call it once the conversion's row is added in this transaction:
-        a reservation then found under that id can only be left by an attempt that never
-        committed (a process killed between its reservation and its commit), and is
-        replaced, not counted twice."""
+        `reservation_id` (derived from the program and `order_id`). Call it once the
+        conversion's row is added in this transaction: a reservation then found under
+        that id can only be left by an attempt that never committed (a process killed
+        between its reservation and its commit), and is replaced, not counted twice."""
         ...
 
     def release(self, reservation_id: str) -> bool:

@@ -333,6 +333,7 @@ def record_conversion(
                 if commission is not None and commission.currency == program.currency
                 else Decimal(0),
                 reservation_id=cap_reservation_id(program.id, order_id),
+                order_id=order_id,
             )
             if not verdict.allowed:
                 commission = None

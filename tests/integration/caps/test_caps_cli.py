@@ -212,3 +212,37 @@ def test_spend_suggest_refuses_a_target_roas_outside_0_to_1000(cli: typer.Typer)
         )
     code, out, _ = run(cli, "spend", "suggest", "--target-roas", "1000", "--json")
     assert (code, json.loads(out)) == (0, [])
+
+
+def test_caps_reconcile_without_redis_has_nothing_to_do(cli: typer.Typer) -> None:
+    code, out, _ = run(cli, "caps", "reconcile")
+    assert code == 0 and "counted in the database" in out
+    code, _, err = run(cli, "caps", "reconcile", "--grace-minutes", "0")
+    assert code == 2 and "--grace-minutes" in err
+
+
+@pytest.mark.redis
+def test_caps_reconcile_settles_notes_with_redis(
+    cli: typer.Typer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secrets
+    import time
+
+    import redis
+
+    from partnerflow.storage.tracking_caps import UNSETTLED
+
+    monkeypatch.setenv("PARTNERFLOW_REDIS_URL", redis_url)
+    client = redis.Redis.from_url(redis_url)
+    rid = f"cv{secrets.token_hex(15)}"
+    # A note whose reservation is gone (released by a refund) and whose order never
+    # committed: only the note is left, and it goes.
+    client.hset(f"pf:{UNSETTLED}", rid, f"{int(time.time()) - 3600}\t1\tORPHAN-{rid}")
+    try:
+        code, out, _ = run(cli, "caps", "reconcile", "--grace-minutes", "30", "--json")
+        assert code == 0, out
+        assert json.loads(out)["settled"] >= 1
+        assert client.hget(f"pf:{UNSETTLED}", rid) is None
+    finally:
+        client.hdel(f"pf:{UNSETTLED}", rid)
+        client.close()

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, event, func, select
 from tests.factories import World, cap_one_conversion_a_day, make_coupon, make_world
@@ -30,9 +31,17 @@ from partnerflow.core.clock import FixedClock
 from partnerflow.core.money import Money
 from partnerflow.storage import tables as t
 from partnerflow.storage.cap_reservations import RedisCapCounter
+from partnerflow.storage.tracking_caps import (
+    RECONCILE_GRACE_SECONDS,
+    RELEASE_UNSETTLED_LUA,
+    UNSETTLED,
+    Reconciled,
+    reconcile_unsettled,
+)
 from partnerflow.tracking.conversions import cap_reservation_id
 from partnerflow.tracking.model import ConversionStatus
 from partnerflow.tracking.services import RecordConversion, record_conversion
+from partnerflow.web.app import create_app
 
 pytestmark = pytest.mark.redis
 
@@ -277,3 +286,108 @@ def test_the_same_order_recorded_twice_at_once_holds_one_reservation(
     # The reservation is the kept conversion's: its refund gives the room back.
     _refund(services, world, "K-1")
     assert (_cap_usage(counter), _reservations(counter)) == ([0], [])
+
+
+# -- reservations whose transaction's end was never seen -------------------------------------
+
+
+def _unsettled(counter: RedisCapCounter) -> dict[str, str]:
+    notes = counter.client.hgetall(counter.prefix + UNSETTLED)
+    return {k.decode(): v.decode() for k, v in notes.items()}
+
+
+def test_an_order_killed_before_its_commit_and_never_retried_gets_its_room_back(
+    services: Services, world: World, redis_url: str, prefix: str
+) -> None:
+    """Nobody retries the killed order: without reconciliation its reservation would hold
+    the cap's room until the counter expires (never, for an all-time cap)."""
+    counter = services.cap_counter()
+    assert isinstance(counter, RedisCapCounter)
+    rid = cap_reservation_id(world.program.id, "K-1")
+    _kill_at_commit(services, redis_url, prefix, _order(world, "K-1"))
+    assert (_cap_usage(counter), _reservations(counter)) == ([1], [rid])
+    note = _unsettled(counter)[rid]
+    assert note.split("\t")[1:] == [str(world.program.id), "K-1"]
+
+    store = services.conversion_cap_store()
+    # Within the grace period it might still be committing: left alone.
+    assert reconcile_unsettled(services.engine, store) == Reconciled(young=1)
+    assert (_cap_usage(counter), _reservations(counter)) == ([1], [rid])
+    later = time.time() + RECONCILE_GRACE_SECONDS + 1
+    assert reconcile_unsettled(services.engine, store, now=later) == Reconciled(released=1)
+    assert (_cap_usage(counter), _reservations(counter), _unsettled(counter)) == ([0], [], {})
+    assert reconcile_unsettled(services.engine, store, now=later) == Reconciled()
+    # The room is back: the day's one conversion can be paid.
+    paid = record_conversion(services.uow(), services.clock, _order(world, "K-2"))
+    assert paid.conversion.status is ConversionStatus.PENDING
+    assert _cap_usage(counter) == [1] and _unsettled(counter) == {}
+
+
+def test_a_committed_order_is_settled_at_once_and_a_lost_settle_keeps_its_room(
+    services: Services, world: World, prefix: str
+) -> None:
+    counter = services.cap_counter()
+    assert isinstance(counter, RedisCapCounter)
+    rid = cap_reservation_id(world.program.id, "K-1")
+    recorded = record_conversion(services.uow(), services.clock, _order(world, "K-1"))
+    assert recorded.conversion.status is ConversionStatus.PENDING
+    assert (_cap_usage(counter), _reservations(counter), _unsettled(counter)) == ([1], [rid], {})
+    # A process killed right after its commit never removed its note: the conversion is
+    # stored, so the reservation is the order's and stays.
+    stale = f"{int(time.time()) - RECONCILE_GRACE_SECONDS - 60}\t{world.program.id}\tK-1"
+    counter.client.hset(counter.prefix + UNSETTLED, rid, stale)
+    store = services.conversion_cap_store()
+    assert reconcile_unsettled(services.engine, store) == Reconciled(settled=1)
+    assert (_cap_usage(counter), _reservations(counter), _unsettled(counter)) == ([1], [rid], {})
+
+
+def test_a_retry_that_reserved_again_is_never_released_by_a_stale_note(
+    services: Services, world: World, prefix: str
+) -> None:
+    """The release is conditional on the note read: an order retried between the job's
+    database check and its release wrote a newer note, so its new reservation stays."""
+    counter = services.cap_counter()
+    assert isinstance(counter, RedisCapCounter)
+    recorded = record_conversion(services.uow(), services.clock, _order(world, "K-1"))
+    assert recorded.conversion.status is ConversionStatus.PENDING
+    rid = cap_reservation_id(world.program.id, "K-1")
+    old = f"{int(time.time()) - RECONCILE_GRACE_SECONDS - 60}\t{world.program.id}\tK-1"
+    counter.client.hset(counter.prefix + UNSETTLED, rid, f"{int(time.time())}\t1\tK-1")
+    release = counter.client.register_script(RELEASE_UNSETTLED_LUA)
+    keys = [counter.prefix + UNSETTLED, counter.prefix + f"res:{rid}"]
+    assert release(keys=keys, args=[rid, old, counter.prefix]) == -1
+    assert (_cap_usage(counter), _reservations(counter)) == ([1], [rid])
+    assert len(_unsettled(counter)) == 1
+
+
+def test_unreadable_notes_are_reported_not_acted_on(
+    services: Services, world: World, prefix: str
+) -> None:
+    counter = services.cap_counter()
+    assert isinstance(counter, RedisCapCounter)
+    counter.client.hset(counter.prefix + UNSETTLED, "cvbroken", "not a note")
+    store = services.conversion_cap_store()
+    assert reconcile_unsettled(services.engine, store) == Reconciled(skipped=1)
+    assert _unsettled(counter) == {"cvbroken": "not a note"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_trackers_writer_settles_its_batches_reservations(
+    services: Services, world: World, prefix: str, anyio_backend: str
+) -> None:
+    counter = services.cap_counter()
+    assert isinstance(counter, RedisCapCounter)
+    app = create_app(services, tracking_only=True)
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://track.test") as c:
+            params = {"token": world.program.postback_token, "amount": "50", "coupon": "ANN10"}
+            paid = await c.get("/postback", params={**params, "order_id": "T-1"})
+            capped = await c.get("/postback", params={**params, "order_id": "T-2"})
+    finally:
+        await app.shutdown()
+    assert (paid.json()["status"], capped.json()["status"]) == ("pending", "rejected")
+    rid = cap_reservation_id(world.program.id, "T-1")
+    assert (_cap_usage(counter), _reservations(counter), _unsettled(counter)) == ([1], [rid], {})

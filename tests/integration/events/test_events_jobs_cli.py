@@ -84,7 +84,8 @@ def test_once_delivers_partner_applied_signed(svc: Services, receiver: Receiver)
 
     reports = run_once()
     assert [r["job"] for r in reports] == [
-        "fraud-scan", "approvals", "adaptive-caps", "rollups", "notices", "outbox", "webhooks",
+        "fraud-scan", "approvals", "adaptive-caps", "cap-reservations", "rollups", "notices",
+        "outbox", "webhooks",
     ]  # fmt: skip
     assert all(r["ok"] for r in reports), reports
     assert reports[-1]["result"] == {"fanned_out": 1, "attempted": 1, "succeeded": 1, "failed": 0}

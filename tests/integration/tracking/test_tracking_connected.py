@@ -434,7 +434,10 @@ def test_redis_conversion_reservations_use_the_conversions_own_id(redis_url: str
     def nothing(sql: str, params: Any) -> list[Any]:
         raise AssertionError("Redis reservations touch no SQL")
 
-    outcomes = [store.reserve(nothing, str, [charge], rid, datetime_now()) for rid in ids]
+    outcomes = [
+        store.reserve(nothing, str, [charge], rid, datetime_now(), (1, f"R-{i}"))
+        for i, rid in enumerate(ids)
+    ]
     assert [type(o).__name__ for o in outcomes] == ["Reservation", "Reservation", "Refused"]
     assert counter.usage([charge.key]) == {charge.key: 2}
     assert store.release(nothing, ids[0]) is True
