@@ -60,6 +60,7 @@ from partnerflow.core.clock import Clock
 from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.events import CAP_CHANGED
 from partnerflow.core.ids import OfferId, PartnerId, ProgramId
+from partnerflow.core.text import display_text
 from partnerflow.programs.model import Program
 
 # --- setting caps -------------------------------------------------------------------------
@@ -83,6 +84,16 @@ class SetCap:
     cap_id: int | None = None
     active: bool = True
     reason: str = ""
+
+
+# A manager's reason is shown in the cap history and goes with `cap.changed` to the partners
+# it concerns: one line of display text (the dashboard's field takes 500 characters).
+MAX_REASON = 500
+
+
+def _check_reason(reason: str) -> str:
+    """Empty (the history then says "manual change"), or display text on one line."""
+    return display_text(reason, field="reason", max_length=MAX_REASON) if reason.strip() else ""
 
 
 def _program(uow: CapsUnitOfWork, program_id: ProgramId) -> Program:
@@ -246,6 +257,7 @@ def set_caps(
     overlaps, usage already past the new limit) before anything is written."""
     if not commands:
         raise InvalidInput("no cap given", field="cap")
+    commands = [replace(c, reason=_check_reason(c.reason)) for c in commands]
     now = clock.now()
     seeds: list[tuple[CapRule, Decimal, PeriodWindow]] = []
     stored: list[CapRule] = []

@@ -29,6 +29,7 @@ from partnerflow.core.kpis import (
     return_on_ad_spend,
 )
 from partnerflow.core.money import MAX_AMOUNT, Money, check_currency
+from partnerflow.core.text import describe_character, unsafe_display_character
 
 REQUIRED = ("day", "channel", "campaign", "amount")
 OPTIONAL = ("partner", "currency")
@@ -57,6 +58,10 @@ def _text(value: str | None, name: str, limit: int) -> str:
         raise ValueError(f"empty {name}")
     if len(text) > limit:
         raise ValueError(f"{name} longer than {limit} characters")
+    # Channels and campaigns are what the spend reports show: display text (as the API's).
+    unsafe = unsafe_display_character(text)
+    if unsafe is not None:
+        raise ValueError(f"{name} must not contain {describe_character(unsafe)}")
     return text
 
 

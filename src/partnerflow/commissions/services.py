@@ -194,6 +194,7 @@ def set_plan(
     """Validate a plan document and store it as the scope's next revision."""
     if not author.strip():
         raise InvalidInput("a plan change needs an author", field="author")
+    author = display_text(author, field="author")  # shown in the plan's history
     raw = decode_plan_text(text, fmt)
     document: dict[str, Any] = _json_safe(raw)
     now = clock.now()

@@ -26,8 +26,9 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from partnerflow.bootstrap import Services
-from partnerflow.core.errors import InvalidInput, NotFound
+from partnerflow.core.errors import NotFound
 from partnerflow.core.ids import PartnerId, ProgramId
+from partnerflow.core.text import display_text
 from partnerflow.messaging.audiences import Segment
 from partnerflow.messaging.shoutouts import plan_change_text, queued_notice, terms_change_text
 from partnerflow.storage import messages as msg
@@ -111,14 +112,12 @@ def queue_terms_change(
 ) -> int:
     """Queue a `terms_changed` notice to the program's approved and active partners; once
     per program and version (a second call queues nothing)."""
-    version = version.strip()
-    if not version or len(version) > 40:
-        raise InvalidInput("version must be 1-40 characters", field="version")
-    if not summary.strip() or len(summary) > 5000:
-        raise InvalidInput("summary must be 1-5000 characters", field="summary")
+    # Both are shown to partners (the subject names the version): display text.
+    version = display_text(version, field="version", max_length=40)
+    summary = display_text(summary, field="summary", max_length=5000, multiline=True)
     if conn.execute(select(t.programs.c.id).where(t.programs.c.id == program_id)).first() is None:
         raise NotFound(f"program {program_id} not found", field="program")
-    subject, text = terms_change_text(version, summary.strip())
+    subject, text = terms_change_text(version, summary)
     return _queue_all(
         conn,
         program_id=program_id,

@@ -27,6 +27,7 @@ from partnerflow.core.clock import Clock
 from partnerflow.core.errors import Conflict, InvalidInput, NotFound
 from partnerflow.core.events import COMMISSION_PAID, PAYOUT_CREATED, PAYOUT_PAID, money_fields
 from partnerflow.core.money import Money, check_currency, parse_amount
+from partnerflow.core.text import display_text
 from partnerflow.payouts.batches import Payable, Period, build_batch, mark_paid
 from partnerflow.payouts.exports import generic_csv, paypal_csv
 from partnerflow.payouts.ports import PayoutsUnitOfWork, StoredBatch
@@ -111,6 +112,7 @@ def build_payout(
     The batch id is derived from its content, so building twice gives the same batch. A
     different open batch of the program is superseded: only the newest can be paid.
     """
+    author = display_text(author, field="author")  # shown on the batch: "created by"
     now = clock.now()
     with uow:
         program = uow.facts.program(program_id)
@@ -187,6 +189,7 @@ class Paid:
 def mark_batch_paid(uow: PayoutsUnitOfWork, clock: Clock, batch_id: str, *, author: str) -> Paid:
     """Record the batch's payments in the ledger, once. Refused — nothing written — when the
     batch was already paid or superseded, or when one of its partners is now suspended."""
+    author = display_text(author, field="author")
     now = clock.now()
     with uow:
         stored = uow.payouts.get(batch_id)

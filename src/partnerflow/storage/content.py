@@ -1,6 +1,9 @@
 """Partner content: versioned terms and their acceptances, creatives, resources; and the
 program-settings writer used by `programs.services.update_program`.
 
+Titles and texts are display text (`core.text.display_text`), checked here, where every way
+in (the dashboard, the REST API) stores them.
+
 Terms are append-only: publishing a new text adds the next version, so an acceptance always
 points at the exact words the partner accepted. Every read that serves a partner takes the
 partner's program id in SQL, so another program's document, creative or resource is simply
@@ -16,10 +19,23 @@ from typing import Any, Self
 from sqlalchemy import Connection, and_, func, select
 
 from partnerflow.core.errors import InvalidInput, NotFound
+from partnerflow.core.text import display_text
 from partnerflow.programs.model import Program
 from partnerflow.storage import tables as t
 from partnerflow.storage.audit import SqlAudit
 from partnerflow.storage.unit_of_work import SqlUnitOfWork
+
+# Characters in a terms document, a resource or a social post (the forms say so too:
+# `web.content.check_text`).
+MAX_TEXT = 50_000
+
+
+def _title(value: str) -> str:
+    return display_text(value, field="title")
+
+
+def _text(value: str, field: str) -> str:
+    return display_text(value, field=field, max_length=MAX_TEXT, multiline=True)
 
 
 class SqlProgramSettings:
@@ -88,6 +104,7 @@ def publish_terms(
     now: datetime,
 ) -> TermsDocument:
     """Add the next version of `kind` (the unique constraint refuses a concurrent twin)."""
+    title, body = _title(title), _text(body, "body")
     d = t.terms_documents
     current = conn.execute(
         select(func.max(d.c.version)).where(d.c.program_id == program_id, d.c.kind == kind)
@@ -268,6 +285,8 @@ def add_creative(
     actor: str,
     now: datetime,
 ) -> int:
+    title = _title(title)
+    text = _text(text, "text") if text is not None and text.strip() else None
     new_id = int(
         conn.execute(
             t.creatives.insert().values(
@@ -363,6 +382,7 @@ def add_resource(
     actor: str,
     now: datetime,
 ) -> int:
+    title, body = _title(title), _text(body, "body")
     new_id = int(
         conn.execute(
             t.resources.insert().values(

@@ -15,12 +15,12 @@ from markupsafe import Markup, escape
 
 from partnerflow.core.errors import InvalidInput
 from partnerflow.core.text import display_text
+from partnerflow.storage.content import MAX_TEXT
 
 MAX_CREATIVE_BYTES = 2 * 1024 * 1024
 CREATIVE_KINDS = ("banner", "product_image", "social_post")
 RESOURCE_KINDS = ("guide", "news", "guidelines")
 TERMS_KINDS = ("terms", "guidelines")
-MAX_TEXT = 50_000
 
 
 class UnsupportedType(InvalidInput):

@@ -103,6 +103,29 @@ def test_caps_errors_exit_non_zero_with_a_message(cli: typer.Typer) -> None:
     assert code == 4 and "overlaps cap #1" in err
 
 
+def test_a_cap_reason_with_a_bidi_control_is_refused_and_nothing_is_saved(
+    cli: typer.Typer,
+) -> None:
+    """The reason goes to the cap history and to partners' notices: the CLI, which stored it
+    as typed, gets the display-text rule of the use case."""
+    args = ("caps", "set", "--metric", "clicks", "--limit", "100", "--offer", "1")
+    for reason, said in [
+        ("budget \u202ecut", "reason must not contain U+202E"),
+        ("slow\u200bweek", "reason must not contain U+200B"),
+        ("one\ntwo", "reason must not contain U+000A"),
+    ]:
+        code, _, err = run(cli, *args, "--reason", reason)
+        assert code == 2 and said in err, err
+    code, out, _ = run(cli, "caps", "list", "--json")
+    assert (code, json.loads(out)) == (0, [])
+    code, out, _ = run(cli, "caps", "history", "--json")
+    assert (code, json.loads(out)) == (0, [])
+    code, _, _ = run(cli, *args, "--reason", "  launch\u200d week  ")  # joiner: fine
+    assert code == 0
+    code, out, _ = run(cli, "caps", "history", "--json")
+    assert [h["reason"] for h in json.loads(out)] == ["launch\u200d week: set to 100"]
+
+
 def test_caps_recompute_is_idempotent(cli: typer.Typer, tmp_path: Path) -> None:
     run(
         cli,

@@ -154,6 +154,25 @@ def test_a_new_cap_counts_the_period_so_far_and_refuses_a_lower_limit(services: 
     ]
 
 
+def test_a_reason_with_an_invisible_character_fails_the_whole_batch(services: Services) -> None:
+    """Every way in (dashboard, CLI, API) goes through set_caps: one refused reason and
+    nothing is written, the message names the code point."""
+    w = make_world(services)
+    counter = SqlCapCounter(services.engine, services.clock)
+    other = make_offer(services, w.program, name="Other")
+    good = SetCap(program_id=w.program.id, metric="clicks", period="day", limit="5",
+                  offer_id=other.id, reason="launch")  # fmt: skip
+    with pytest.raises(InvalidInput) as err:
+        set_caps(uow(services), counter, services.clock,
+                 [good, click_cap(w, "10", reason="spring\ufeff sale")], "ann")  # fmt: skip
+    assert (err.value.field, err.value.message) == (
+        "reason",
+        "reason must not contain U+FEFF (an invisible or bidirectional formatting character)",
+    )
+    assert list_caps(uow(services), w.program.id) == []
+    assert cap_history(uow(services), w.program.id) == []
+
+
 def test_overlapping_or_invalid_batches_apply_nothing(services: Services) -> None:
     w = make_world(services)
     counter = SqlCapCounter(services.engine, services.clock)

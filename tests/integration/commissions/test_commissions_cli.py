@@ -132,6 +132,35 @@ def test_reasons_and_authors_on_statements_refuse_bidi_and_invisible_characters(
     assert conv
 
 
+def test_a_plan_author_refuses_bidi_characters(world: MoneyWorld, tmp_path: Path) -> None:
+    """`--author` of a plan change is shown in the plan's history: the same rule as refund
+    authors."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    code, out = run("commissions", "plan", "set", "--program", "acme", "--file", str(plan),
+                    "--author", "kim\u202e")  # fmt: skip
+    assert code == 2 and "author must not contain U+202E" in out, out
+    assert count(world.svc, t.commission_plans) == 0
+
+
+def test_payout_authors_refuse_bidi_and_invisible_characters(world: MoneyWorld) -> None:
+    """Who built and who paid a batch is shown on it ("created by", "paid by")."""
+    world.sale("A-1", "800")
+    assert run("commissions", "approve", "--program", "acme")[0] == 0
+    today = datetime.now(UTC).date().isoformat()
+    build = ("payouts", "build", "--program", "acme", "--period-end", today, "--json")
+    code, out = run(*build, "--author", "ops\u200b")
+    assert code == 2 and "author must not contain U+200B" in out, out
+    assert count(world.svc, t.payout_batches) == 0
+    code, out = run(*build, "--author", "ops")
+    assert code == 0, out
+    batch = json.loads(out)["id"]
+    code, out = run("payouts", "mark-paid", batch, "--author", "ops\u2066")
+    assert code == 2 and "author must not contain U+2066" in out, out
+    code, out = run("payouts", "show", batch, "--json")
+    assert (code, json.loads(out)["status"], json.loads(out)["paid_by"]) == (0, "open", None)
+
+
 def test_refund_explain_and_payout_round_trip(world: MoneyWorld, tmp_path: Path) -> None:
     conv = world.sale("A-1", "800")  # 80.00
     code, out = run("commissions", "reverse", "--program", "acme", "--order", "A-1",

@@ -122,3 +122,28 @@ def test_terms_change_is_queued_once_per_version_and_delivered(
     [mail, _] = rows(services, t.email_outbox)
     assert mail.subject == "Updated program terms (version 2026-04)"
     assert "New payout days." in mail.body_text
+
+
+def test_a_terms_notice_refuses_bidi_and_invisible_characters_and_queues_nothing(
+    services: Services, world: MoneyWorld
+) -> None:
+    """The version is in the subject and the summary in the text partners get by e-mail
+    and in their inbox: display text, with line breaks allowed in the summary only."""
+    args = {"program_id": world.program.id, "now": services.clock.now()}
+    for version, summary, said in [
+        ("2026-04\u202e", "New payout days.", "version must not contain U+202E"),
+        ("2026-04", "New\u200b payout days.", "summary must not contain U+200B"),
+        ("2026\n04", "New payout days.", "version must not contain U+000A"),
+    ]:
+        with services.engine.begin() as conn, pytest.raises(InvalidInput) as err:
+            notices.queue_terms_change(conn, version=version, summary=summary, **args)
+        assert said in err.value.message
+    assert rows(services, t.cap_notices) == []
+    with services.engine.begin() as conn:
+        summary = " Payouts move to the 5th.\r\nNothing else changes. "
+        assert notices.queue_terms_change(conn, version="2026-04", summary=summary, **args) == 2
+    assert {n.body for n in rows(services, t.cap_notices)} == {
+        "We have updated the program terms to version 2026-04.\n\n"
+        "Payouts move to the 5th.\nNothing else changes.\n\n"
+        "Please review and accept them in the partner portal."
+    }

@@ -11,6 +11,7 @@ from tests.integration.web.conftest import Login
 from tests.integration.web.web_world import ADMIN, ANN, BOB, WebWorld, add_user, csrf_of
 
 from partnerflow.bootstrap import Services
+from partnerflow.core.errors import InvalidInput
 from partnerflow.partners.services import CreatePartner, create_partner
 from partnerflow.storage import content
 from partnerflow.storage import tables as t
@@ -116,6 +117,57 @@ async def test_creative_upload_checks_type_by_magic_bytes_and_size(
     assert (image.status_code, image.content) == (200, PNG)
     assert image.headers["content-type"] == "image/png"
     assert image.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_banners_text_refuses_bidi_controls_like_a_social_posts(
+    login: Login, world: WebWorld, services: Services
+) -> None:
+    """The dashboard checked a creative's text only for social posts; a banner's text is
+    shown to partners too, so storage checks it whatever the kind."""
+    admin = await login(ADMIN)
+    token = await _csrf(admin, "/admin/creatives")
+    form = {"csrf_token": token, "program": "acme", "kind": "banner", "title": "Spring",
+            "text": "Use code \u202eRAPS\u202c"}  # fmt: skip
+    response = await admin.post(
+        "/admin/creatives", data=form, files={"file": ("ok.png", PNG, "image/png")}
+    )
+    assert response.status_code == 400
+    assert "text must not contain U+202E" in response.text
+    assert _count(services, t.creatives) == 0
+
+
+def test_content_storage_refuses_what_display_text_refuses(services: Services) -> None:
+    """Titles and texts are checked where they are stored, not only by the forms and the
+    API's schemas: nothing is written, the message names the field and the code point."""
+    program = make_program(services, "other")
+    now = services.clock.now()
+    calls = [
+        ("title", lambda conn: content.publish_terms(
+            conn, program.id, "terms", "Rules\u2066", "text", "t", now)),
+        ("body", lambda conn: content.publish_terms(
+            conn, program.id, "terms", "Rules", "a\u2028b", "t", now)),
+        ("title", lambda conn: content.add_creative(
+            conn, program.id, kind="social_post", title="Post\u200b", text="Hi",
+            content_type=None, data=None, actor="t", now=now)),
+        ("text", lambda conn: content.add_creative(
+            conn, program.id, kind="social_post", title="Post", text="Hi\x07",
+            content_type=None, data=None, actor="t", now=now)),
+        ("title", lambda conn: content.add_resource(
+            conn, program.id, kind="guide", title="\u202eGuide", body="x", actor="t", now=now)),
+        ("body", lambda conn: content.add_resource(
+            conn, program.id, kind="guide", title="Guide", body="x\ufeff", actor="t", now=now)),
+    ]  # fmt: skip
+    for field, call in calls:
+        with services.engine.begin() as conn, pytest.raises(InvalidInput) as err:
+            call(conn)
+        assert err.value.field == field and f"{field} must not contain U+" in err.value.message
+    assert [_count(services, x) for x in (t.terms_documents, t.creatives, t.resources)] == [0] * 3
+    # Line breaks stay (CRLF stored as LF), as the forms' own check keeps them.
+    with services.engine.begin() as conn:
+        rid = content.add_resource(conn, program.id, kind="guide", title=" Guide ",
+                                   body="one\r\ntwo", actor="t", now=now)  # fmt: skip
+        stored = content.resource(conn, program.id, rid)
+    assert stored is not None and (stored.title, stored.body) == ("Guide", "one\ntwo")
 
 
 async def test_creatives_and_resources_of_another_program_are_404(

@@ -94,6 +94,25 @@ def test_spend_amounts_with_underscores_or_non_ascii_digits_are_refused() -> Non
     )
 
 
+def test_spend_channels_and_campaigns_refuse_bidi_and_invisible_characters() -> None:
+    """The API's schema refused them; a CSV import (dashboard, CLI) stored them and the
+    spend report showed them."""
+    text = (
+        "day,channel,campaign,amount\n"
+        "2026-03-01,meta\u202e,spring,1\n"
+        "2026-03-02,meta,spring\u200b,1\n"
+        "2026-03-03,meta,fr\u00fchling \U0001f331\u200d,1\n"
+    )
+    parsed = parse_spend_csv(text, currency="EUR", today=TODAY, partners=PARTNERS)
+    assert parsed.errors == (
+        "line 2: channel must not contain U+202E (an invisible or bidirectional formatting "
+        "character)",
+        "line 3: campaign must not contain U+200B (an invisible or bidirectional formatting "
+        "character)",
+    )
+    assert [r.campaign for r in parsed.rows] == ["fr\u00fchling \U0001f331\u200d"]
+
+
 def test_spend_csv_with_a_field_over_the_csv_limit_is_a_row_error_not_a_crash() -> None:
     big = "x" * 200_000  # the csv module refuses fields over 128 KiB with csv.Error
     header = "day,channel,campaign,partner,amount\n"
