@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from partnerflow.core.errors import InvalidInput, InvalidTransition
-from partnerflow.core.text import display_text
+from partnerflow.core.text import describe_character, display_text, unsafe_character
 from partnerflow.partners.model import PartnerStatus
 
 S = PartnerStatus
@@ -37,6 +37,9 @@ def check_transition(current: PartnerStatus, target: PartnerStatus) -> PartnerSt
 
 def check_email(value: str) -> str:
     normalised = value.strip().lower()
+    unsafe = unsafe_character(normalised)
+    if unsafe is not None:  # shown in every partner list: no bidi or invisible characters
+        raise InvalidInput(f"email must not contain {describe_character(unsafe)}", field="email")
     if not _EMAIL_RE.match(normalised):
         raise InvalidInput(f"not an e-mail address: {value[:80]!r}", field="email")
     return normalised

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,6 +49,20 @@ def test_email_is_normalised_and_validated() -> None:
     for bad in ["", "ann", "ann@", "@x.com", "a b@x.com", "ann@x"]:
         with pytest.raises(InvalidInput):
             check_email(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "point"),
+    [("ann\u202e@blog.example", "U+202E"), ("a\u200bnn@blog.example", "U+200B"),
+     ("ann@blog.example\ufeff", "U+FEFF")],
+)  # fmt: skip
+def test_emails_shown_in_partner_lists_refuse_bidi_and_invisible_characters(
+    value: str, point: str
+) -> None:
+    with pytest.raises(InvalidInput, match=rf"email must not contain {re.escape(point)} \("):
+        check_email(value)
+    # Addresses in other scripts (RFC 6531) are still e-mail addresses.
+    assert check_email("zoë@exämple.de") == "zoë@exämple.de"
 
 
 def test_social_handles() -> None:
