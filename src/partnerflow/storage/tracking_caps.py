@@ -101,6 +101,13 @@ def _noting(script: str) -> str:
     )
 
 
+# KEYS: the unsettled hash; ARGV: reservation id, the note read. Drops the note only while
+# it is the one read (a reinstatement may have reserved again and noted it meanwhile).
+SETTLE_UNSETTLED_LUA = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
 # KEYS: the unsettled hash, the reservation key; ARGV: reservation id, the note read, the
 # key prefix. Releases the reservation only while its note is the one read: a retry of the
 # same order that reserved again meanwhile wrote a newer one.
@@ -665,6 +672,7 @@ def reconcile_unsettled(
     client, prefix = redis.client, redis.prefix
     now = time.time() if now is None else now
     release = client.register_script(RELEASE_UNSETTLED_LUA)
+    settle = client.register_script(SETTLE_UNSETTLED_LUA)
     young = settled = released = skipped = 0
     for raw_rid, raw_note in client.hscan_iter(prefix + UNSETTLED):
         rid, note = raw_rid.decode(), raw_note.decode()
@@ -687,8 +695,10 @@ def reconcile_unsettled(
             ).first()
         if stored is not None:
             # Committed (its note outlived a lost settle): the reservation is the order's.
-            client.hdel(prefix + UNSETTLED, rid)
-            settled += 1
+            if int(settle(keys=[prefix + UNSETTLED], args=[rid, note])):
+                settled += 1
+            else:
+                skipped += 1  # noted again meanwhile: a later pass decides the new note
             continue
         outcome = int(release(keys=[prefix + UNSETTLED, prefix + f"res:{rid}"],
                               args=[rid, note, prefix]))  # fmt: skip

@@ -34,6 +34,7 @@ from partnerflow.storage.cap_reservations import RedisCapCounter
 from partnerflow.storage.tracking_caps import (
     RECONCILE_GRACE_SECONDS,
     RELEASE_UNSETTLED_LUA,
+    SETTLE_UNSETTLED_LUA,
     UNSETTLED,
     Reconciled,
     reconcile_unsettled,
@@ -357,6 +358,9 @@ def test_a_retry_that_reserved_again_is_never_released_by_a_stale_note(
     keys = [counter.prefix + UNSETTLED, counter.prefix + f"res:{rid}"]
     assert release(keys=keys, args=[rid, old, counter.prefix]) == -1
     assert (_cap_usage(counter), _reservations(counter)) == ([1], [rid])
+    # Nor is a newer note dropped by a pass that read the old one (the order is stored).
+    settle = counter.client.register_script(SETTLE_UNSETTLED_LUA)
+    assert settle(keys=keys[:1], args=[rid, old]) == 0
     assert len(_unsettled(counter)) == 1
 
 
