@@ -601,13 +601,21 @@ class EventWriter:
                 cur.executemany(self._impression_sql, impressions)
             for slot in conversions:
                 slot[2], slot[3] = self._one_conversion(cur, slot[0], slot[1], savepoints)
-            raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
         except BaseException:
             # Nothing of this attempt committed: Redis reservations are given back (SQL
             # ones went with the rollback).
             reserved = list(self._redis_reserved)
             self._undo_redis(self._redis_reserved)
             self._settle_redis(reserved)
+            raise
+        try:
+            raw.commit() if not self.sql.sqlite else cur.execute("COMMIT")
+        except BaseException:
+            # The commit failed, its outcome unknown: Redis stays as a killed tracker would
+            # leave it, as the unit of work does (`SqlConversionCaps.abandoned`). If it did
+            # commit, the reservations are its conversions'; if not, each one's retry gives
+            # its leftover back, and `reconcile_unsettled` the rest (they stay noted).
+            self._redis_reserved, self._redis_releases = [], []
             raise
         self._after_commit()
 

@@ -395,3 +395,56 @@ async def test_the_trackers_writer_settles_its_batches_reservations(
     assert (paid.json()["status"], capped.json()["status"]) == ("pending", "rejected")
     rid = cap_reservation_id(world.program.id, "T-1")
     assert (_cap_usage(counter), _reservations(counter), _unsettled(counter)) == ([1], [rid], {})
+
+
+# The commit of a transaction that wrote order "boom" fails (a deferred constraint, checked
+# at COMMIT): the outcome a lost connection or a full disk leaves unknown.
+FAIL_COMMIT_OF_BOOM = {
+    "sqlite": [
+        "CREATE TABLE test_guard_target (id TEXT PRIMARY KEY)",
+        "CREATE TABLE test_guard (ref TEXT REFERENCES test_guard_target (id)"
+        " DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE TRIGGER test_fail_commit AFTER INSERT ON conversions"
+        " WHEN NEW.order_id = 'boom' BEGIN INSERT INTO test_guard VALUES ('missing'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION test_fail_commit() RETURNS trigger AS $$ BEGIN"
+        " IF NEW.order_id = 'boom' THEN RAISE EXCEPTION 'the commit of boom fails'; END IF;"
+        " RETURN NULL; END $$ LANGUAGE plpgsql",
+        "CREATE CONSTRAINT TRIGGER test_fail_commit AFTER INSERT ON conversions"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_commit()",
+    ],
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_failed_tracker_commit_keeps_its_reservation_until_reconciled(
+    services: Services, world: World, prefix: str, anyio_backend: str
+) -> None:
+    """The tracker's writer treats a failed COMMIT as the unit of work does: the outcome is
+    unknown, so the reservation stays (right if it did commit) and stays noted; nothing
+    retried the order, so the reconciliation gives the room back."""
+    counter = services.cap_counter()
+    assert isinstance(counter, RedisCapCounter)
+    with services.engine.begin() as conn:
+        for sql in FAIL_COMMIT_OF_BOOM[services.engine.dialect.name]:
+            conn.exec_driver_sql(sql)
+    app = create_app(services, tracking_only=True)
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://track.test") as c:
+            params = {"token": world.program.postback_token, "amount": "50", "coupon": "ANN10"}
+            failed = await c.get("/postback", params={**params, "order_id": "boom"})
+    finally:
+        await app.shutdown()
+    assert failed.status_code == 503, failed.text
+    rid = cap_reservation_id(world.program.id, "boom")
+    assert _conversions(services) == []
+    assert (_cap_usage(counter), _reservations(counter)) == ([1], [rid])
+    assert list(_unsettled(counter)) == [rid]
+    later = time.time() + RECONCILE_GRACE_SECONDS + 1
+    store = services.conversion_cap_store()
+    assert reconcile_unsettled(services.engine, store, now=later) == Reconciled(released=1)
+    assert (_cap_usage(counter), _reservations(counter), _unsettled(counter)) == ([0], [], {})
