@@ -1,9 +1,12 @@
 import csv
 import datetime as dt
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from scipy import optimize
 
 from partnerflow.analytics import clv
 from partnerflow.core.errors import InvalidInput
@@ -195,3 +198,57 @@ def test_clv_is_discounted_monthly_and_positive() -> None:
     assert abs(float(spend[0]) - gg.population_mean_spend) < 1e-9
     with pytest.raises(InvalidInput):
         clv.customer_lifetime_value(bg, gg, summary, months=0)
+
+
+def _alike_buyers() -> clv.RFMSummary:
+    # The CLI's "free repeat purchases" example: 30 customers whose purchase rates do not
+    # differ, so the Pareto/NBD likelihood keeps rising along a ridge (r, alpha -> infinity).
+    ids, days, amounts = [], [], []
+    for i in range(30):
+        ids.append(f"c{i}")
+        days.append(dt.date(2024, 1, 1 + i % 20))
+        amounts.append(10.0)
+        for k in range(i % 4):
+            ids.append(f"c{i}")
+            days.append(dt.date(2024, 2, 1 + (i + 7 * k) % 27))
+            amounts.append(0.0)
+    return clv.summarize_transactions(
+        ids, days, amounts, calibration_end=dt.date(2024, 3, 31), time_unit="day"
+    )
+
+
+def test_a_pareto_nbd_ridge_is_refused_after_few_likelihood_evaluations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = _alike_buyers()
+    calls = 0
+    loglik = clv._pareto_loglik
+
+    def counted(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return loglik(*args)
+
+    monkeypatch.setattr(clv, "_pareto_loglik", counted)
+    with pytest.raises(clv.FitError, match=r"Pareto/NBD: parameter\(s\) .* keep drifting"):
+        clv.fit_pareto_nbd(s.frequency, s.recency, s.T)
+    # Nelder-Mead reaches an overflowing (-inf) value early on this ridge; it used to go on
+    # for all its 8000 iterations (~49,500 evaluations in all) before the same refusal.
+    assert 0 < calls < 5_000
+
+
+def test_nelder_mead_is_stopped_once_the_objective_is_minus_infinity() -> None:
+    def f(theta: np.ndarray) -> float:  # an "infinite likelihood" beyond theta = 2
+        return -math.inf if theta[0] > 2.0 else float((theta[0] - 1.0) ** 2 - theta[0])
+
+    opts = {"maxiter": 8000, "xatol": 1e-9, "fatol": 1e-13}
+    x0 = np.array([0.0])
+    with np.errstate(all="ignore"):  # inf - inf in the convergence test, as in _maximise
+        plain = optimize.minimize(f, x0, method="Nelder-Mead", options=opts)
+        stopped = optimize.minimize(
+            f, x0, method="Nelder-Mead", options=opts, callback=clv._stop_once_unbounded
+        )
+    # Without the stop the run can never converge and its result (-inf) is unusable anyway...
+    assert not plain.success and plain.fun == -math.inf and plain.nit >= 8000
+    # ...so it is ended at once, with the same (discarded) value.
+    assert stopped.fun == -math.inf and not stopped.success and stopped.nfev < 50
