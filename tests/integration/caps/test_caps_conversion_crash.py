@@ -375,6 +375,25 @@ def test_unreadable_notes_are_reported_not_acted_on(
     assert _unsettled(counter) == {"cvbroken": "not a note"}
 
 
+async def _tracker_postbacks(
+    services: Services, world: World, *order_ids: str
+) -> list[httpx.Response]:
+    """Postbacks of Ann's coupon through the tracker app (its batched writer), one per
+    order, in order."""
+    app = create_app(services, tracking_only=True)
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://track.test") as c:
+            params = {"token": world.program.postback_token, "amount": "50", "coupon": "ANN10"}
+            return [
+                await c.get("/postback", params={**params, "order_id": order_id})
+                for order_id in order_ids
+            ]
+    finally:
+        await app.shutdown()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_the_trackers_writer_settles_its_batches_reservations(
@@ -382,16 +401,7 @@ async def test_the_trackers_writer_settles_its_batches_reservations(
 ) -> None:
     counter = services.cap_counter()
     assert isinstance(counter, RedisCapCounter)
-    app = create_app(services, tracking_only=True)
-    await app.startup()
-    try:
-        transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://track.test") as c:
-            params = {"token": world.program.postback_token, "amount": "50", "coupon": "ANN10"}
-            paid = await c.get("/postback", params={**params, "order_id": "T-1"})
-            capped = await c.get("/postback", params={**params, "order_id": "T-2"})
-    finally:
-        await app.shutdown()
+    paid, capped = await _tracker_postbacks(services, world, "T-1", "T-2")
     assert (paid.json()["status"], capped.json()["status"]) == ("pending", "rejected")
     rid = cap_reservation_id(world.program.id, "T-1")
     assert (_cap_usage(counter), _reservations(counter), _unsettled(counter)) == ([1], [rid], {})
@@ -430,15 +440,7 @@ async def test_a_failed_tracker_commit_keeps_its_reservation_until_reconciled(
     with services.engine.begin() as conn:
         for sql in FAIL_COMMIT_OF_BOOM[services.engine.dialect.name]:
             conn.exec_driver_sql(sql)
-    app = create_app(services, tracking_only=True)
-    await app.startup()
-    try:
-        transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://track.test") as c:
-            params = {"token": world.program.postback_token, "amount": "50", "coupon": "ANN10"}
-            failed = await c.get("/postback", params={**params, "order_id": "boom"})
-    finally:
-        await app.shutdown()
+    [failed] = await _tracker_postbacks(services, world, "boom")
     assert failed.status_code == 503, failed.text
     rid = cap_reservation_id(world.program.id, "boom")
     assert _conversions(services) == []
