@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -647,10 +647,7 @@ class Reconciled:
     skipped: int = 0  # a retry reserved again meanwhile, or an unreadable note
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "young": self.young, "settled": self.settled, "released": self.released,
-            "skipped": self.skipped,
-        }  # fmt: skip
+        return asdict(self)
 
 
 def reconcile_unsettled(
