@@ -69,10 +69,24 @@ http {{
 }}
 """
 
-PACED_LUA = "function delay() return %d end\n"
-# The same mean delay drawn uniformly from [0, 2 x mean] per request: connections stay
-# independent of each other, like real visitors (and like wrk2's per-connection schedules).
-RANDOM_PACED_LUA = "function delay() return math.random(0, %d) end\n"
+# wrk's delay() is in whole milliseconds (it truncates what the hook returns), while half
+# the rate at 64 connections is a period of ~2-5 ms: a mean rounded to whole milliseconds
+# missed the target by up to 40%. Both hooks therefore hit a fractional mean delay.
+# Fixed delay: one fixed value, carried over so the delays alternate between the two whole
+# milliseconds around the mean (all connections still fire in step, within 1 ms).
+PACED_LUA = """
+local carry = 0
+function delay()
+  carry = carry + %f
+  local whole = math.floor(carry)
+  carry = carry - whole
+  return whole
+end
+"""
+# The same mean delay drawn uniformly from [0, 2 x mean] per request, rounded to the nearest
+# millisecond (which keeps the mean): connections stay independent of each other, like real
+# visitors (and like wrk2's per-connection schedules).
+RANDOM_PACED_LUA = "function delay() return math.floor(math.random() * %f + 0.5) end\n"
 
 POSTBACK_LUA = """
 counter = 0
@@ -223,15 +237,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def paced_delay_ms(url: str, target: float, connections: int, tmp: Path) -> int:
+def paced_delay_ms(url: str, target: float, connections: int, tmp: Path) -> float:
     """The mean per-request delay that makes `connections` paced connections send about
-    `target` requests/s. Each request takes its delay plus its own time in the server, and
-    that time at the paced load is not the full-load p50 (at 128 connections that p50 is
-    mostly queueing and would leave no delay at all): a 3-s calibration run measures it."""
+    `target` requests/s. Each request takes its delay plus its own time in the server (and
+    wrk's timer slack), and that time at the paced load is not the full-load p50 (at 128
+    connections that p50 is mostly queueing and would leave no delay at all): two 3-s
+    calibration runs measure it, the second at the first one's estimate."""
     period_ms = connections / target * 1000  # each connection's time per request
-    trial = wrk(url, 3, connections, RANDOM_PACED_LUA % (2 * int(period_ms)), tmp)
-    service_ms = max(connections / trial["rps"] * 1000 - int(period_ms), 0.0)
-    return max(int(period_ms - service_ms), 1)
+    delay_ms = period_ms
+    for _ in range(2):
+        trial = wrk(url, 3, connections, RANDOM_PACED_LUA % (2 * delay_ms), tmp)
+        service_ms = max(connections / trial["rps"] * 1000 - delay_ms, 0.0)
+        delay_ms = max(period_ms - service_ms, 0.5)
+    return delay_ms
 
 
 def line(label: str, r: dict[str, Any], ref: float | None = None) -> str:
