@@ -1,6 +1,8 @@
 """SIGKILL under load loses no acknowledged click or conversion.
 
-`partnerflow track` (the built-in server) runs as a subprocess on SQLite; clicks and
+`partnerflow track` (the built-in server) runs as a subprocess on SQLite, and when
+PARTNERFLOW_TEST_POSTGRES_URL is set also on PostgreSQL (with Redis counters when
+PARTNERFLOW_TEST_REDIS_URL is set: a tracker node of a multi-node deployment); clicks and
 postbacks are sent concurrently, every acknowledged one (302 / 200) is recorded, the whole
 process group is killed with SIGKILL mid-stream, the tracker is restarted, and then every
 acknowledged click id must be in the database and every acknowledged postback must answer
@@ -39,8 +41,9 @@ def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def tracker_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
-    env, _, world = seeded_env(tmp_path, "kill")
+def tracker_env(tmp_path: Path, database_url: str) -> Iterator[tuple[dict[str, str], str]]:
+    redis = os.environ.get("PARTNERFLOW_TEST_REDIS_URL") if "postgresql" in database_url else None
+    env, _, world = seeded_env(tmp_path, "kill", database_url=database_url, redis_url=redis)
     yield env, world.program.postback_token
 
 

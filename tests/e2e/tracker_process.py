@@ -1,4 +1,4 @@
-"""`partnerflow track` as a subprocess for the end-to-end tests: a seeded SQLite database,
+"""`partnerflow track` as a subprocess for the end-to-end tests: a seeded database,
 the environment that points the tracker at it, and a start that waits for `/healthz`."""
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def seeded_env(tmp_path: Path, name: str) -> tuple[dict[str, str], str, World]:
-    """A migrated SQLite database with `make_world` in it: the tracker's environment (no
-    Redis), the database URL and the world."""
-    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+def seeded_env(
+    tmp_path: Path, name: str, *, database_url: str | None = None, redis_url: str | None = None
+) -> tuple[dict[str, str], str, World]:
+    """A migrated database (a new SQLite file unless `database_url` names an empty one) with
+    `make_world` in it: the tracker's environment (Redis counters only with `redis_url`),
+    the database URL and the world."""
+    url = database_url or f"sqlite:///{tmp_path / f'{name}.db'}"
     services = build(Settings(database_url=url, spool_dir=tmp_path / "spool"))
     services.migrate()
     world = make_world(services)
@@ -42,7 +45,10 @@ def seeded_env(tmp_path: Path, name: str) -> tuple[dict[str, str], str, World]:
         "PARTNERFLOW_SPOOL_DIR": str(tmp_path / "spool"),
         "PARTNERFLOW_SECRET_KEY": f"{name}-test-secret",
     }
-    env.pop("PARTNERFLOW_REDIS_URL", None)
+    if redis_url is None:
+        env.pop("PARTNERFLOW_REDIS_URL", None)
+    else:
+        env["PARTNERFLOW_REDIS_URL"] = redis_url
     return env, url, world
 
 
