@@ -230,6 +230,8 @@ def test_login_works_with_the_keyboard_only(browser: Any, server: Server) -> Non
     page.goto(f"{server.base}/login")
     # The e-mail field has the focus on arrival; the first Tab from the top of the page
     # reaches the skip link.
+    # (Waited for: under a loaded machine autofocus can land just after the load event.)
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'email'")
     assert page.evaluate("document.activeElement.id") == "email"
     page.keyboard.type(ANN)
     page.keyboard.press("Tab")

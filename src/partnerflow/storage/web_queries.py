@@ -5,9 +5,10 @@ filter is applied here, in SQL, so a portal page cannot show another partner's r
 a handler forgets a check. Each page costs a fixed number of queries whatever the number
 of rows (aggregates are grouped, never fetched per row), which the query-count tests pin.
 
-Counting rules (docs/web.md): clicks are all recorded clicks (gross, bot-flagged ones
-included); unique clicks are the unique clicks not flagged as bots (the report catalogue's
-definition, docs/kpis.md); impressions leave bots out; conversions and revenue count
+Counting rules (docs/web.md): clicks are the clicks not flagged as bots, as in the reports
+(docs/kpis.md), so a page's clicks, conversion rate and EPC are the report's for the same
+period; the bot-flagged ones are counted apart (`Totals.bot_clicks`); unique clicks are
+the unique clicks not flagged as bots; impressions leave bots out; conversions and revenue count
 pending and approved conversions, not rejected or reversed ones; commission is the net sum
 of ledger entries created in the period (an approval or payment moves money between
 buckets and nets to zero; a reversal subtracts). Money is summed as integer micro-units
@@ -118,7 +119,7 @@ def _ratio(numerator: Decimal, denominator: int) -> Decimal | None:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    clicks: int
+    clicks: int  # not flagged as a bot
     unique_clicks: int
     conversions: int
     revenue: Money
@@ -126,6 +127,7 @@ class Totals:
     revenue_other: tuple[Money, ...] = ()
     commission_other: tuple[Money, ...] = ()
     impressions: int = 0
+    bot_clicks: int = 0  # recorded, flagged as bots: in no rate
 
     @property
     def ctr(self) -> Decimal | None:
@@ -134,13 +136,14 @@ class Totals:
 
     @property
     def conversion_rate(self) -> Decimal | None:
-        """Conversions per 100 gross clicks."""
+        """Conversions per 100 clicks (bots left out)."""
         rate = _ratio(Decimal(self.conversions) * 100, self.clicks)
         return rate
 
     @property
     def epc(self) -> Money | None:
-        """Partner earnings per gross click (commission / clicks), in the main currency."""
+        """Partner earnings per click (commission / clicks, bots left out), in the main
+        currency."""
         value = _ratio(self.commission.amount, self.clicks)
         return None if value is None else Money(value, self.commission.currency)
 
@@ -498,6 +501,7 @@ def _summarise(
     total = Traffic()
     for found in seen.values():
         total.clicks += found.clicks
+        total.human_clicks += found.human_clicks
         total.unique_clicks += found.unique_clicks
         total.impressions += found.impressions
     points: list[DayPoint] | None = None
@@ -509,7 +513,7 @@ def _summarise(
         zone = zoneinfo.ZoneInfo(scope.timezone)
         for day, found in seen.items():
             if day in index:
-                index[day].clicks = found.clicks
+                index[day].clicks = found.human_clicks
 
         def point(bucket: Any) -> DayPoint | None:
             instant = datetime.fromtimestamp(int(bucket) * BUCKET_SECONDS, tz=UTC)
@@ -545,7 +549,7 @@ def _summarise(
         if at is not None:
             at.commission_micros += int(micros or 0)
     found_totals = Totals(
-        clicks=total.clicks,
+        clicks=total.human_clicks,
         unique_clicks=total.unique_clicks,
         conversions=conversions,
         revenue=revenue.main(scope.currency),
@@ -553,6 +557,7 @@ def _summarise(
         revenue_other=revenue.others(scope.currency),
         commission_other=commission.others(scope.currency),
         impressions=total.impressions,
+        bot_clicks=total.clicks - total.human_clicks,
     )
     return found_totals, points
 
@@ -563,7 +568,7 @@ def _summarise(
 @dataclass(slots=True)
 class DayPoint:
     day: date
-    clicks: int = 0
+    clicks: int = 0  # not flagged as a bot
     conversions: int = 0
     revenue_micros: int = 0
     commission_micros: int = 0
@@ -607,7 +612,7 @@ def series_for_chart(points: list[DayPoint]) -> dict[str, list[Any]]:
 
 @dataclass(slots=True)
 class PartnerMetrics:
-    clicks: int = 0
+    clicks: int = 0  # not flagged as a bot
     unique_clicks: int = 0
     conversions: int = 0
     revenue_micros: int = 0
@@ -643,7 +648,7 @@ def partner_metrics(
     seen = traffic(conn, scope, period, "partner", ids, marks=marks, source=source)
     for pid, found in seen.items():
         if pid in out:
-            out[pid].clicks = found.clicks
+            out[pid].clicks = found.human_clicks
             out[pid].unique_clicks = found.unique_clicks
     for pid, count, micros in conn.execute(
         select(v.c.partner_id, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
@@ -856,7 +861,7 @@ def link_stats(
     comm: dict[int, int] = {}
     if ids:
         seen = traffic(conn, scope, period, "link", ids, marks=marks, source=source)
-        clicks = {lid: (found.clicks, found.unique_clicks) for lid, found in seen.items()}
+        clicks = {lid: (found.human_clicks, found.unique_clicks) for lid, found in seen.items()}
         joined = v.join(c, c.c.id == v.c.click_id)
         for lid, n, micros in conn.execute(
             select(c.c.link_id, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))

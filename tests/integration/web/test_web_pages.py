@@ -7,7 +7,7 @@ from decimal import Decimal
 import httpx
 import pytest
 from tests.integration.web.conftest import Login
-from tests.integration.web.web_world import ADMIN, ANN, MANAGER, WebWorld
+from tests.integration.web.web_world import ADMIN, ANN, MANAGER, WebWorld, add_clicks
 
 from partnerflow.bootstrap import Services
 from partnerflow.commissions.services import reverse_conversion
@@ -44,6 +44,19 @@ async def test_admin_overview_shows_kpis_for_the_last_30_days(
     assert 'id="chart-data"' in html
     # Top partners ranked by revenue: Bob (999) before Ann (230).
     assert html.index(">Bob<") < html.index(">Ann<")
+
+
+async def test_overview_leaves_bot_clicks_out_of_clicks_and_rates(
+    login: Login, world: WebWorld, services: Services
+) -> None:
+    """Six more clicks flagged as bots: clicks, CR and EPC stay as the reports count them
+    (14 clicks, 28.57%, 8.78), and the bots are shown apart under the clicks."""
+    add_clicks(services, world.ann_link, 6, bots=True)
+    html = (await (await login(ADMIN)).get("/admin")).text
+    assert '<span class="value">14</span>' in html
+    assert "6 bot clicks left out" in html
+    assert "28.57%" in html
+    assert '8.78<span class="unit"> EUR</span>' in html
 
 
 async def test_overview_revenue_is_net_of_partial_refunds(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -25,6 +26,7 @@ from partnerflow.storage import web_queries as q
 from partnerflow.storage.rollups import fold_new_events
 from partnerflow.storage.segment_queries import partner_period_features
 from partnerflow.tracking.model import TrackingLink
+from partnerflow.tracking.services import RecordConversion, record_conversion
 
 TIMEZONES = ["UTC", "America/Los_Angeles"]
 
@@ -133,25 +135,22 @@ def test_page_numbers_from_rollups_equal_raw_numbers(services: Services, timezon
     assert _page_numbers(services, scope, partners, links, q.ROLLUP) == raw
 
 
-def test_traffic_counts_gross_clicks_and_human_unique_clicks(services: Services) -> None:
+def _four_clicks(services: Services) -> tuple[q.Scope, TrackingLink, list[str]]:
+    """One link with four clicks two days ago, one of each (is_bot, is_unique): the gross
+    count is four, the human count two, the unique count one (the human unique one)."""
     program = make_program(services)
     offer = make_offer(services, program)
     partner = make_partner(services, program, "solo@rollup.example")
     link = make_link(services, partner, offer, code="solo")
     at = services.clock.now() - timedelta(days=2)
-    rows = [
-        # (is_bot, is_unique): gross counts all four; unique only the human unique one.
-        (False, True),
-        (False, False),
-        (True, True),
-        (True, False),
-    ]
+    rows = [(False, True), (False, False), (True, True), (True, False)]  # (is_bot, is_unique)
+    ids = [new_click_id(int(at.timestamp() * 1000) + i) for i in range(len(rows))]
     with services.engine.begin() as conn:
         conn.execute(
             insert(t.clicks),
             [
                 {
-                    "id": new_click_id(int(at.timestamp() * 1000) + i),
+                    "id": ids[i],
                     "created_at": at + timedelta(milliseconds=i),
                     "program_id": program.id,
                     "offer_id": offer.id,
@@ -165,7 +164,11 @@ def test_traffic_counts_gross_clicks_and_human_unique_clicks(services: Services)
                 for i, (bot, unique) in enumerate(rows)
             ],
         )
-    scope = q.Scope(program.id, program.currency, program.timezone)
+    return q.Scope(program.id, program.currency, program.timezone), link, ids
+
+
+def test_traffic_counts_gross_clicks_and_human_unique_clicks(services: Services) -> None:
+    scope, _link, _ids = _four_clicks(services)
     period = q.Period.last_days(services.clock.now(), 30)
     for folded in (False, True):
         if folded:
@@ -174,6 +177,38 @@ def test_traffic_counts_gross_clicks_and_human_unique_clicks(services: Services)
         with services.read() as conn:
             seen = q.traffic(conn, scope, period)[None]
         assert (seen.clicks, seen.unique_clicks, seen.human_clicks) == (4, 1, 2)
+
+
+def test_pages_count_clicks_as_the_reports_do_with_bots_apart(services: Services) -> None:
+    """The dashboard's and the portal's clicks leave bot-flagged clicks out, as the reports
+    do, so conversion rate and EPC are the reports' too; the bots are counted apart."""
+    scope, link, ids = _four_clicks(services)
+    with services.engine.connect() as conn:
+        token = conn.execute(
+            select(t.programs.c.postback_token).where(t.programs.c.id == scope.program_id)
+        ).scalar_one()
+    record = RecordConversion(token=token, order_id="H-1", amount="100.00", click_id=ids[0])
+    record_conversion(services.uow(), services.clock, record)
+    period = q.Period.last_days(services.clock.now(), 30)
+    partner_scope = q.Scope(scope.program_id, scope.currency, scope.timezone, link.partner_id)
+    for folded in (False, True):
+        if folded:
+            with services.engine.connect() as conn:
+                fold_new_events(conn, now=services.clock.now())
+        with services.read() as conn:
+            totals, points = q.summary(conn, scope, period)
+            metrics = q.partner_metrics(conn, scope, period, [link.partner_id])
+            (stats,) = q.link_stats(conn, partner_scope, period)
+            mine = q.totals(conn, partner_scope, period)
+        assert (totals.clicks, totals.bot_clicks, totals.unique_clicks) == (2, 2, 1)
+        assert totals.conversions == 1 and totals.commission.amount > 0
+        assert totals.conversion_rate == Decimal(50)
+        assert totals.epc is not None and totals.epc.amount == totals.commission.amount / 2
+        assert sum(p.clicks for p in points) == 2
+        assert metrics[link.partner_id].clicks == 2
+        assert metrics[link.partner_id].conversion_rate == Decimal(50)
+        assert (stats.clicks, stats.unique_clicks, stats.conversion_rate) == (2, 1, Decimal(50))
+        assert (mine.clicks, mine.bot_clicks) == (2, 2)
 
 
 @pytest.mark.parametrize("timezone", TIMEZONES)

@@ -60,7 +60,7 @@ def add_user(services: Services, email: str, role: str, partner_id: int | None =
 
 
 def add_clicks(
-    services: Services, link: TrackingLink, count: int, *, days_ago: int = 1
+    services: Services, link: TrackingLink, count: int, *, days_ago: int = 1, bots: bool = False
 ) -> list[str]:
     when = services.clock.now() - timedelta(days=days_ago)
     ids = [new_click_id(int(when.timestamp() * 1000) + i) for i in range(count)]
@@ -73,7 +73,7 @@ def add_clicks(
             "partner_id": link.partner_id,
             "link_id": link.id,
             "is_unique": i % 2 == 0,
-            "is_bot": False,
+            "is_bot": bots,
             "is_qr": False,
             "fraud_score": 0,
         }
