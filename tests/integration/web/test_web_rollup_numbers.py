@@ -23,6 +23,7 @@ from partnerflow.bootstrap import Services
 from partnerflow.core.ids import new_click_id
 from partnerflow.storage import tables as t
 from partnerflow.storage import web_queries as q
+from partnerflow.storage.reports import Dimension, ReportQuery, report_sums
 from partnerflow.storage.rollups import fold_new_events
 from partnerflow.storage.segment_queries import partner_period_features
 from partnerflow.tracking.model import TrackingLink
@@ -209,6 +210,18 @@ def test_pages_count_clicks_as_the_reports_do_with_bots_apart(services: Services
         assert metrics[link.partner_id].conversion_rate == Decimal(50)
         assert (stats.clicks, stats.unique_clicks, stats.conversion_rate) == (2, 1, Decimal(50))
         assert (mine.clicks, mine.bot_clicks) == (2, 2)
+        # And the report of the same (whole) days says the same.
+        today = services.clock.now().date()
+        report = ReportQuery(
+            scope.program_id, scope.currency, scope.timezone, Dimension.PARTNER,
+            today - timedelta(days=10), today,
+        )  # fmt: skip
+        with services.read() as conn:
+            (row,) = report_sums(conn, report)
+        assert (row.clicks, row.unique_clicks, row.conversions) == (
+            totals.clicks, totals.unique_clicks, totals.conversions
+        )  # fmt: skip
+        assert (row.revenue, row.commission) == (totals.revenue.amount, totals.commission.amount)
 
 
 @pytest.mark.parametrize("timezone", TIMEZONES)
