@@ -773,16 +773,17 @@ async def test_control_bytes_in_a_sub_id_are_dropped_not_stored(
     assert row.flags is not None and row.flags.startswith("sub1:")
 
 
+@pytest.mark.parametrize("line_break", ["\r\n", "\n", "\r"])
 async def test_a_reply_whose_header_holds_a_line_break_is_never_sent(
-    services: Services, shop: World, start_server: StartServer
+    services: Services, shop: World, start_server: StartServer, line_break: str
 ) -> None:
     """A landing URL corrupted in the database (validation refuses it on the way in) must
-    not split the response: a 500 goes out instead, and the connection is closed."""
+    not split the response, whichever line break it holds (a lone CR or LF ends a header
+    line for some clients): a 500 goes out instead, and the connection is closed."""
+    corrupted = f"https://shop.example.com/x{line_break}set-cookie: admin=1{line_break}X"
     with services.engine.begin() as conn:
         conn.execute(
-            update(t.offers)
-            .where(t.offers.c.id == shop.offer.id)
-            .values(landing_url="https://shop.example.com/x\r\nset-cookie: admin=1\r\n\r\nX")
+            update(t.offers).where(t.offers.c.id == shop.offer.id).values(landing_url=corrupted)
         )
     running = await start_server()
     reader, writer = await running.connect()
