@@ -76,7 +76,7 @@ class Services:
         """The deployment's cap counters: Redis when configured, else SQL."""
         if "cap_counter" not in self._lazy:
             self._lazy["cap_counter"] = make_cap_counter(
-                self.engine, self.settings.redis_url, self.clock
+                self.engine, self.settings.redis_url, self.clock, self.settings.redis_prefix
             )
         counter: SqlCapCounter | RedisCapCounter = self._lazy["cap_counter"]
         return counter

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./partnerflow.db"
     redis_url: str | None = None
+    # Namespace of every Redis key (dedupe, velocity, caps): deployments sharing one Redis
+    # database need different prefixes, and every tracker node of one deployment the same.
+    redis_prefix: str = Field(default="pf:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     public_base_url: str = "http://127.0.0.1:8000"
     # Demo mode allows the default secret and prints the seeded logins.

@@ -4,6 +4,7 @@ the environment that points the tracker at it, and a start that waits for `/heal
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -47,8 +48,9 @@ def seeded_env(
     }
     if redis_url is None:
         env.pop("PARTNERFLOW_REDIS_URL", None)
-    else:
+    else:  # keys of their own, apart from other tests sharing the Redis database
         env["PARTNERFLOW_REDIS_URL"] = redis_url
+        env["PARTNERFLOW_REDIS_PREFIX"] = f"pft{secrets.token_hex(4)}:"
     return env, url, world
 
 

@@ -41,7 +41,9 @@ def caps_uow() -> SqlCapsUnitOfWork:
 
 def counter() -> Any:
     svc = services()
-    return make_cap_counter(svc.engine, svc.settings.redis_url, svc.clock)
+    return make_cap_counter(
+        svc.engine, svc.settings.redis_url, svc.clock, prefix=svc.settings.redis_prefix
+    )
 
 
 def program_of(ref: str | None) -> Program:

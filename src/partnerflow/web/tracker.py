@@ -326,7 +326,7 @@ class Tracker:
         self.services = services
         self.clock = services.clock
         self.lookup = TrackingLookup(services.engine)
-        self.counters: Any = make_counters(settings.redis_url)
+        self.counters: Any = make_counters(settings.redis_url, prefix=settings.redis_prefix)
         self.click_caps = ClickCaps(services.cap_counter())
         self.writer = EventWriter(
             services.engine,

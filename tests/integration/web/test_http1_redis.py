@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import select
 from tests.factories import make_world
 
@@ -23,11 +24,13 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
 async def test_clicks_run_as_tasks_and_dedupe_in_redis(tmp_path: Path, redis_url: str) -> None:
+    prefix = f"pft{secrets.token_hex(4)}:"  # this deployment's keys, apart from any other's
     services = build(
         Settings(
             database_url=f"sqlite:///{tmp_path / 'redis.db'}",
             spool_dir=tmp_path / "spool",
             redis_url=redis_url,
+            redis_prefix=prefix,
         )
     )
     services.migrate()
@@ -40,8 +43,7 @@ async def test_clicks_run_as_tasks_and_dedupe_in_redis(tmp_path: Path, redis_url
     server.start(loop)
     listening = await loop.create_server(server.protocol, "127.0.0.1", 0)
     port = listening.sockets[0].getsockname()[1]
-    # A user agent of its own: Redis outlives the test, its dedupe keys must not collide.
-    ua = f"Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36 run-{secrets.token_hex(6)}"
+    ua = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             first = await client.get("/c/ann-shop", headers={"user-agent": ua})
@@ -62,3 +64,11 @@ async def test_clicks_run_as_tasks_and_dedupe_in_redis(tmp_path: Path, redis_url
     services.close()
     assert [r.is_unique for r in rows] == [True, False]
     assert {r.id for r in rows} == {first.cookies["pf_click"], second.cookies["pf_click"]}
+    # Every key the clicks made (dedupe, velocity) is under the configured prefix.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        assert keys
+        client.delete(*keys)
+    finally:
+        client.close()

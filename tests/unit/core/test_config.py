@@ -14,6 +14,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.database_url == "sqlite:///./partnerflow.db"
     assert settings.redis_url is None
+    assert settings.redis_prefix == "pf:"
     assert settings.uses_default_secret
 
 
@@ -37,7 +38,16 @@ def test_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("database_url", "mysql://x"), ("public_base_url", "ftp://x"), ("sqlite_synchronous", "OFF")],
+    [
+        ("database_url", "mysql://x"),
+        ("public_base_url", "ftp://x"),
+        ("sqlite_synchronous", "OFF"),
+        ("redis_prefix", ""),
+        ("redis_prefix", "pf prod:"),  # a space (and below, glob and control characters)
+        ("redis_prefix", "pf*:"),
+        ("redis_prefix", "pf\n:"),
+        ("redis_prefix", "p" * 65),
+    ],
 )
 def test_invalid_values_are_refused(field: str, value: str) -> None:
     with pytest.raises(ValidationError):

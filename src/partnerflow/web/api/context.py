@@ -42,8 +42,9 @@ class ApiContext:
         if self._counter is None:
             from partnerflow.storage.cap_reservations import make_cap_counter
 
+            settings = self.services.settings
             self._counter = make_cap_counter(
-                self.services.engine, self.services.settings.redis_url, self.services.clock
+                self.services.engine, settings.redis_url, self.services.clock, settings.redis_prefix
             )
         return self._counter
 
