@@ -3,6 +3,7 @@ their explanation, CSV imports and signed inbound order webhooks."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -136,6 +137,10 @@ def test_pagination_walks_every_item_once(api: Api) -> None:
     assert seen == [1, 2, 3, 4, 5, 6]
     bad = api.client.get(f"{V1}/partners", params={"cursor": "!!"}, headers=api.admin)
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_cursor")
+    for path, kind in (("partners", "id"), ("conversions", "id"), ("payouts", "at")):
+        superscript = base64.urlsafe_b64encode(f"{kind}:²".encode()).decode()  # was a 500
+        bad = api.client.get(f"{V1}/{path}", params={"cursor": superscript}, headers=api.admin)
+        assert (bad.status_code, bad.json()["error"]) == (400, "invalid_cursor")
 
 
 def test_bad_bodies_get_clear_4xx(api: Api) -> None:

@@ -29,7 +29,8 @@ def decode_cursor(cursor: str | None, kind_wanted: str = "id") -> int:
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_cursor", "cursor is malformed", "cursor") from None
     kind, _, value = text.partition(":")
-    if kind != kind_wanted or not value.isdigit() or len(value) > 12:
+    # ASCII digits only: `isdigit` also takes "²", which `int` refuses, and "٣".
+    if kind != kind_wanted or not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise ApiError(400, "invalid_cursor", "cursor is malformed", "cursor")
     return int(value)
 
