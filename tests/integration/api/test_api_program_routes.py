@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from tests.factories import make_coupon
 
@@ -250,6 +251,20 @@ def test_segments_announcements_threads_and_terms(api: Api) -> None:
     terms = api.client.get(f"{V1}/programs/1/terms", headers=api.reader).json()
     assert [(d["version"], d["accepted"]) for d in terms] == [(1, 1)]
     assert api.client.get(f"{V1}/me/creatives", headers=api.partner).json() == []
+
+
+@pytest.mark.parametrize("number", ["1.5", "-0.0", "1e309", "0E0"])
+def test_a_number_is_not_an_announcement_segment(api: Api, number: str) -> None:
+    # Fractions are read as Decimal (routing.ExactJsonRoute) and FastAPI validates bodies
+    # with from_attributes: a Decimal passed as a SegmentIn of defaults, so the announcement
+    # went to every approved and active partner.
+    sent = api.client.post(
+        f"{V1}/announcements",
+        content=f'{{"program_id": 1, "subject": "S", "body": "B", "segment": {number}}}',
+        headers={**api.admin, "Content-Type": "application/json"},
+    )
+    assert (sent.status_code, sent.json()["field"]) == (422, "segment"), sent.text
+    assert rows(api, t.announcements) == 0
 
 
 def test_customer_segments_with_historical_clv(api: Api) -> None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from partnerflow.core.text import describe_character, unsafe_display_character
@@ -50,6 +57,16 @@ Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: object) -> object:
+        """A JSON object, nothing else. FastAPI validates bodies with `from_attributes`, so
+        any other object — a JSON number, which the API reads as a `Decimal` — passed as a
+        model of its defaults (`"segment": 1.5` was every approved and active partner)."""
+        if not isinstance(data, dict | BaseModel):
+            raise PydanticCustomError("model_type", "Input should be a valid dictionary")
+        return data
 
 
 class Out(BaseModel):
