@@ -174,6 +174,21 @@ def test_bad_bodies_get_clear_4xx(api: Api) -> None:
         f"{V1}/partners", json={"program_id": 1, "name": "X", "email": "nope"}, headers=api.admin
     )
     assert (rule.status_code, rule.json()["field"]) == (422, "email")
+    # A key given twice: which one did the client mean (a proxy may have checked the other)?
+    # Nesting past the recursion limit, an integer past 4300 digits and text that is not
+    # UTF-8 said "There was an error parsing the body" (`http_error`).
+    for body, why in [
+        (b'{"program_id": 1, "name": "X", "email": "x@x.example", "name": "Y"}',
+         "duplicate key 'name'"),
+        (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+        (b'{"program_id": 1' + b"0" * 5000 + b"}", "integer has too many digits"),
+        (b'{"name": "\xff"}', "not UTF-8"),
+    ]:  # fmt: skip
+        bad = api.client.post(f"{V1}/partners", content=body, headers=h)
+        assert (bad.status_code, bad.json()) == (
+            400,
+            {"error": "malformed_json", "reason": f"request body is not valid JSON: {why}"},
+        )
     huge = api.client.post(f"{V1}/partners", content=b"{" + b" " * 2_000_000 + b"}", headers=h)
     assert huge.status_code == 413 and huge.json()["error"] == "body_too_large"
     assert count(api, t.partners) == 2  # the world's Ann and W

@@ -82,8 +82,15 @@ def _loc(loc: tuple[Any, ...]) -> str:
 async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return JSONResponse(error_body("malformed_json", "request body is not valid JSON"), 400)
+    for e in errors:
+        if e.get("type") == "json_invalid":  # why: json's message, or routing.loads_exact's
+            why = str((e.get("ctx") or {}).get("error", ""))[:200]
+            reason = (
+                f"request body is not valid JSON: {why}"
+                if why
+                else "request body is not valid JSON"
+            )
+            return JSONResponse(error_body("malformed_json", reason), 400)
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     field = _loc(tuple(first.get("loc", ())))
     kind = first.get("type", "")

@@ -24,14 +24,43 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def loads_exact(body: bytes | str) -> Any:
     """`json.loads` with fractions and exponents as `Decimal`. A number `Decimal` cannot hold
-    (`1e999999999999999999`) is a `JSONDecodeError` like any other malformed body."""
+    (`1e999999999999999999`), a key given twice in one object (which value did the client
+    mean? a proxy may have checked the other one), text that is not UTF-8, nesting deeper
+    than Python's recursion limit and an integer past its 4300 digits are a
+    `JSONDecodeError` like any other malformed body, whose message says which."""
     try:
-        return json.loads(body, parse_float=Decimal)
+        return json.loads(body, parse_float=Decimal, object_pairs_hook=_object)
+    except json.JSONDecodeError:
+        raise
     except ArithmeticError:  # decimal.InvalidOperation from parse_float
-        doc = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        raise json.JSONDecodeError("number out of range", doc, 0) from None
+        reason = "number out of range"
+    except _DuplicateKey as exc:
+        reason = f"duplicate key {ascii(exc.args[0])[:80]}"
+    except UnicodeDecodeError:
+        reason = "not UTF-8"
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        reason = "integer has too many digits"
+    doc = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    raise json.JSONDecodeError(reason, doc, 0)
 
 
 class ExactJsonRequest(Request):
