@@ -349,6 +349,18 @@ def _cell(value: Any) -> str | int | None:
     return value  # type: ignore[no-any-return]
 
 
+# A spreadsheet runs a cell starting with = + - @ (or a tab or CR) as a formula (CSV
+# injection), and keys and labels come from outside: partner names, clicks' sub-ID values.
+# Such a key or label is written after an apostrophe, which spreadsheets do not show — and
+# so is one starting with an apostrophe, so `from_csv` takes exactly one off again.
+_QUOTED_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+TEXT_FIELDS = ("key", "label")
+
+
+def _text_cell(value: str) -> str:
+    return "'" + value if value.startswith(_QUOTED_STARTS) else value
+
+
 def row_values(row: ReportRow, money: Any = None) -> dict[str, Any]:
     """A row as JSON-ready values: counts as ints, money and KPIs as exact decimal strings
     (money through `money(amount)` when given), undefined KPIs as None."""
@@ -377,6 +389,7 @@ def to_csv(report: Report, comparison: Comparison | None = None, money: Any = No
     for index, row in enumerate((*report.rows, report.totals)):
         values = row_values(row, money)
         line = ["" if values[n] is None else values[n] for n in ROW_FIELDS]
+        line[:2] = [_text_cell(str(values[n])) for n in TEXT_FIELDS]
         if comparison is not None:
             for name in COMPARED_FIELDS:
                 ch = compared[index].changes[name]
@@ -388,9 +401,13 @@ def to_csv(report: Report, comparison: Comparison | None = None, money: Any = No
 
 
 def from_csv(text: str) -> list[dict[str, str | None]]:
-    """Read back a report CSV: empty cells become None (the inverse of `to_csv`)."""
+    """Read back a report CSV: empty cells become None, keys and labels lose the apostrophe
+    `to_csv` put in front of them (the inverse of `to_csv`)."""
     return [
-        {k: (v if v != "" else None) for k, v in row.items()}
+        {
+            k: (v[1:] if k in TEXT_FIELDS and v.startswith("'") else v) if v != "" else None
+            for k, v in row.items()
+        }
         for row in csv.DictReader(io.StringIO(text))
     ]
 

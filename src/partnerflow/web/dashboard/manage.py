@@ -434,6 +434,13 @@ def report_data(
     }
 
 
+def _sheet_text(value: object) -> str:
+    """No formula injection when opened in a spreadsheet: labels are partner names, keys may
+    be coupon codes (`-SUMMER`)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def report_csv(rows: list[Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -453,13 +460,10 @@ def report_csv(rows: list[Any]) -> str:
         ]
     )
     for r in rows:
-        label = r.label
-        if label[:1] in ("=", "+", "-", "@", "\t", "\r"):
-            label = "'" + label  # no formula injection when opened in a spreadsheet
         writer.writerow(
             [
-                r.key,
-                label,
+                _sheet_text(r.key),
+                _sheet_text(r.label),
                 r.clicks,
                 r.unique_clicks,
                 r.impressions,
