@@ -17,18 +17,21 @@ import typer
 from partnerflow.cli.runtime import handles_errors, resolve_program, services
 from partnerflow.core.errors import InvalidInput
 from partnerflow.core.money import parse_amount
+from partnerflow.core.text import display_text
 from partnerflow.storage.reports import import_program_revenue
 
 app = typer.Typer(help="Total program revenue (imported), for partners' share of revenue.")
 
 MAX_ROWS = 100_000
 COLUMNS = ("day", "revenue")
+MAX_ORDERS = 2_147_483_647
+ORDERS_RULE = f"orders must be a whole number from 0 to {MAX_ORDERS}"
 
 
 def parse_revenue_csv(text: str, currency: str) -> list[tuple[date, str, int, int, str]]:
     """Rows `day,revenue[,orders][,source][,currency]`; every bad row is reported at once
     and nothing is imported."""
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))  # Excel's BOM
     try:
         return _parse_revenue_rows(reader, currency)
     except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
@@ -55,12 +58,14 @@ def _parse_revenue_rows(
             # Exact: non-negative, at most 6 decimals (stored as micro-units, so a longer
             # fraction would be cut off) and at most 1e9 (a 64-bit column).
             amount = parse_amount(row["revenue"], field="revenue")
-            orders = int(row.get("orders") or 0)
-            if orders < 0:
-                raise ValueError("orders must be >= 0")
-            source = row.get("source") or "import"
-            if len(source) > 64:
-                raise ValueError("source is longer than 64 characters")
+            # ASCII digits that fit the INTEGER column: int() also reads "1_000" and "٣".
+            orders_text = row.get("orders") or "0"
+            if not (orders_text.isascii() and orders_text.isdigit()) or len(orders_text) > 10:
+                raise ValueError(ORDERS_RULE)
+            orders = int(orders_text)
+            if orders > MAX_ORDERS:
+                raise ValueError(ORDERS_RULE)
+            source = display_text(row.get("source") or "import", field="source", max_length=64)
             row_currency = (row.get("currency") or currency).upper()
             if row_currency != currency:
                 raise ValueError(f"currency {row_currency} is not the program's {currency}")

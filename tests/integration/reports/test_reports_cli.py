@@ -200,3 +200,32 @@ def test_revenue_import_then_partners_share(
         ok(cli("report", "share", "--from", "2026-03-10", "--to", "2026-03-10", "--json"))
     )
     assert again["share"] == "0.250000"
+
+
+def test_revenue_import_reads_excel_csv_and_refuses_what_it_cannot_store(
+    cli: Invoke, world: dict[str, Any], tmp_path: Path, services: Services
+) -> None:
+    # Excel's "CSV UTF-8": a BOM and CRLF. The BOM stuck to the header ("missing: day").
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbfday,revenue,orders\r\n2026-03-10,720.00,12\r\n")
+    assert ok(cli("revenue", "import", str(excel))).strip() == "imported 1 revenue days into acme"
+    # Orders past the INTEGER column (PostgreSQL: a traceback), `1_000` and non-ASCII digits
+    # (read by int() as 1000 and 3), and a source with a NUL (PostgreSQL: a traceback) or a
+    # right-to-left override (shown reversed) are line errors; nothing is written.
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "day,revenue,orders,source\n2026-03-11,1,3000000000,shop\n2026-03-12,1,1_000,shop\n"
+        "2026-03-13,1,\u0663,shop\n2026-03-14,1,1,sh\x00op\n2026-03-15,1,1,\u202eshop\n",
+        encoding="utf-8",
+    )
+    result = cli("revenue", "import", str(bad))
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    for line in (2, 3, 4):
+        assert f"line {line}: orders must be a whole number from 0 to 2147483647" in said
+    assert "line 5: source must not contain U+0000 (a control character)" in said
+    assert "line 6: source must not contain U+202E" in said
+    with services.engine.connect() as conn:
+        assert [r.day.isoformat() for r in conn.execute(t.program_revenue.select())] == [
+            "2026-03-10"
+        ]
