@@ -16,6 +16,7 @@ from partnerflow.analytics.reports import (
     Comparison,
     Report,
     ReportRow,
+    check_report_day,
     cohort_retention,
     compare,
     leaderboard,
@@ -65,11 +66,12 @@ app = typer.Typer(
 
 def parse_day(value: str, option: str) -> date:
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(
             f"{option} must be a date YYYY-MM-DD, got {value[:32]!r}", field=option
         ) from None
+    return check_report_day(day, option)
 
 
 def _period(from_: str | None, to: str | None) -> tuple[date, date]:

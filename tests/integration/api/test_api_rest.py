@@ -515,3 +515,14 @@ def test_report_dates_default_to_the_programs_own_today(api: Api) -> None:
         f"{V1}/reports", params={"program_id": east.id}, headers=api.reader
     ).json()
     assert (report["date_from"], report["date_to"]) == ("2026-02-02", "2026-03-03")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"date_to": "0001-01-01"}, {"date_to": "0001-01-15", "date_from": "0001-01-01"},
+     {"date_from": "9999-12-31", "date_to": "9999-12-31"}, {"date_to": "1999-12-31"}],
+)  # fmt: skip
+def test_report_dates_out_of_range_are_422(api: Api, params: dict[str, str]) -> None:
+    # date_to=0001-01-01 was a 500: the default date_from (29 days before) overflowed first.
+    got = api.client.get(f"{V1}/reports", params={"program_id": 1, **params}, headers=api.reader)
+    assert (got.status_code, got.json()["reason"]) == (422, "dates must be in 2000-2200")

@@ -229,3 +229,15 @@ def test_revenue_import_reads_excel_csv_and_refuses_what_it_cannot_store(
         assert [r.day.isoformat() for r in conn.execute(t.program_revenue.select())] == [
             "2026-03-10"
         ]
+
+
+@pytest.mark.parametrize(
+    ("first", "last"), [("9999-12-31", "9999-12-31"), ("0001-01-01", "0001-01-01")]
+)
+def test_report_days_out_of_range_are_refused(
+    cli: Invoke, world: dict[str, Any], first: str, last: str
+) -> None:
+    # The end of 9999-12-31 (and 0001-01-01 east of UTC) overflowed datetime: a traceback.
+    result = cli("report", "--by", "day", "--from", first, "--to", last)
+    assert result.exit_code == 2, result.output
+    assert "dates must be in 2000-2200" in result.stderr

@@ -381,6 +381,13 @@ async def test_report_builder_exports_csv(login: Login, world: WebWorld) -> None
     assert len(lines) == 3  # Ann and Bob
     bad = await admin.get("/admin/reports?from=2020-01-01&to=2019-01-01")
     assert bad.status_code == 400
+    # The last local day + 1 (9999-12-31) or the default first day, 29 days before
+    # (0001-01-01), overflowed: a 500.
+    for period in ("to=9999-12-31", "from=9999-12-01&to=9999-12-31", "to=0001-01-01"):
+        bad = await admin.get(f"/admin/reports?{period}")
+        assert bad.status_code == 400 and "dates must be in 2000-2200" in bad.text
+        bad = await admin.get(f"/admin/reports?{period}&format=csv")
+        assert bad.status_code == 400
 
 
 async def test_api_is_mounted_and_exempt_from_csrf(client: object, world: WebWorld) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from partnerflow.analytics.reports import check_report_day
 from partnerflow.caps.periods import local_date
 from partnerflow.core.errors import NotFound
 from partnerflow.core.ids import ConversionId, OfferId, PartnerId, ProgramId
@@ -380,6 +381,9 @@ def admin_router(ctx: ApiContext) -> APIRouter:
         date_to: date | None = None,
     ) -> Any:
         program = program_of(key, program_id)
+        for day, name in ((date_from, "date_from"), (date_to, "date_to")):
+            if day is not None:  # before the default date_from, 29 days before, overflows
+                check_report_day(day, name)
         last = date_to or local_date(svc.clock.now(), program.timezone)  # its "today"
         first = date_from or last - timedelta(days=29)
         if first > last:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from partnerflow.analytics.reports import report_from_measures
+from partnerflow.analytics.reports import check_report_day, report_from_measures
 from partnerflow.attribution.services import explain_conversion
 from partnerflow.bootstrap import Services
 from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
@@ -351,9 +351,10 @@ async def payout_paid(request: Request) -> Response:
 
 def _day(value: str | None, default: date) -> date:
     try:
-        return date.fromisoformat((value or "").strip()) if value else default
+        day = date.fromisoformat((value or "").strip()) if value else default
     except ValueError:
         raise InvalidInput("dates are YYYY-MM-DD", field="from") from None
+    return check_report_day(day, "from")
 
 
 REPORT_DIMENSIONS = (
