@@ -122,6 +122,19 @@ async def test_conversions_list_explains_each_conversion(login: Login, world: We
     assert "99.90 EUR" in html
 
 
+@pytest.mark.parametrize("page", ["99999999999999999999", str(2**63), "-5", "x", "9" * 5000])
+async def test_a_page_number_past_any_page_is_a_page(
+    login: Login, world: WebWorld, page: str
+) -> None:
+    # The portal took ?page= as it came: the OFFSET of 10**20 did not fit SQLite's
+    # INTEGER (PostgreSQL's BIGINT): a 500. The dashboard's lists clamp it (to 1,000,000).
+    ann = await login(ANN)
+    assert (await ann.get("/portal/conversions", params={"page": page})).status_code == 200
+    admin = await login(ADMIN)
+    for path in ("/admin/conversions", "/admin/partners", "/admin/audit"):
+        assert (await admin.get(path, params={"page": page})).status_code == 200
+
+
 async def test_audit_log_lists_changes(login: Login, world: WebWorld) -> None:
     admin = await login(ADMIN)
     html = (await admin.get("/admin/audit", params={"entity_type": "partner"})).text

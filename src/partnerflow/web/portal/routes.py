@@ -268,7 +268,9 @@ def conversions_data(conn: Connection, partner_id: int, page: int) -> dict[str, 
 @require("partner")
 async def conversions(request: Request) -> Response:
     try:
-        page = max(1, int(request.query_params.get("page", "1")))
+        # At most 1,000,000, as the dashboard's lists: the OFFSET of ?page=10**20 did not
+        # fit the database's integer (a 500).
+        page = max(1, min(int(request.query_params.get("page", "1")), 1_000_000))
     except ValueError:
         page = 1
     data = await load(request, conversions_data, _partner_id(request), page)
