@@ -370,8 +370,10 @@ _QUOTED_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 TEXT_FIELDS = ("key", "label")
 
 
-def _text_cell(value: str) -> str:
-    return "'" + value if value.startswith(_QUOTED_STARTS) else value
+def spreadsheet_text(value: object) -> str:
+    """A CSV cell of text from outside, safe to open in a spreadsheet."""
+    text = str(value)
+    return "'" + text if text.startswith(_QUOTED_STARTS) else text
 
 
 def row_values(row: ReportRow, money: Any = None) -> dict[str, Any]:
@@ -402,7 +404,7 @@ def to_csv(report: Report, comparison: Comparison | None = None, money: Any = No
     for index, row in enumerate((*report.rows, report.totals)):
         values = row_values(row, money)
         line = ["" if values[n] is None else values[n] for n in ROW_FIELDS]
-        line[:2] = [_text_cell(str(values[n])) for n in TEXT_FIELDS]
+        line[:2] = [spreadsheet_text(values[n]) for n in TEXT_FIELDS]
         if comparison is not None:
             for name in COMPARED_FIELDS:
                 ch = compared[index].changes[name]

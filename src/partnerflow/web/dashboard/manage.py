@@ -22,7 +22,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from partnerflow.analytics.reports import check_report_day, report_from_measures
+from partnerflow.analytics.reports import (
+    check_report_day,
+    report_from_measures,
+    spreadsheet_text,
+)
 from partnerflow.attribution.services import explain_conversion
 from partnerflow.bootstrap import Services
 from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
@@ -435,13 +439,6 @@ def report_data(
     }
 
 
-def _sheet_text(value: object) -> str:
-    """No formula injection when opened in a spreadsheet: labels are partner names, keys may
-    be coupon codes (`-SUMMER`)."""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def report_csv(rows: list[Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -463,8 +460,8 @@ def report_csv(rows: list[Any]) -> str:
     for r in rows:
         writer.writerow(
             [
-                _sheet_text(r.key),
-                _sheet_text(r.label),
+                spreadsheet_text(r.key),
+                spreadsheet_text(r.label),
                 r.clicks,
                 r.unique_clicks,
                 r.impressions,
