@@ -41,3 +41,29 @@ def test_objects_still_validate() -> None:
     parsed = TypeAdapter(s.AnnouncementIn).validate_python(body, from_attributes=True)
     assert parsed.segment.statuses == ["active"]
     assert s.AnnouncementIn.model_validate(parsed.model_dump()).segment == parsed.segment
+
+
+FIELDS = [
+    (model, name)
+    for model in REQUEST_MODELS
+    for name, info in model.model_fields.items()
+    if not s._takes_bool(info.annotation)
+]
+
+
+@pytest.mark.parametrize(("model", "name"), FIELDS, ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("flag", [True, False])
+def test_a_boolean_is_not_a_number_or_text(model: type[BaseModel], name: str, flag: bool) -> None:
+    """Lax pydantic would read `true` as the integer 1 (`"program_id": true`: program 1)."""
+    with pytest.raises(ValidationError) as refused:
+        TypeAdapter(model).validate_python({name: flag}, from_attributes=True)
+    mine = [e for e in refused.value.errors() if e["loc"][:1] == (name,)]
+    assert mine and mine[0]["type"] == "bool_not_allowed"
+
+
+def test_boolean_fields_still_take_booleans_and_ids_take_numbers() -> None:
+    assert any(s._takes_bool(i.annotation) for m in REQUEST_MODELS for i in m.model_fields.values())
+    body = {"program_id": 1, "subject": "S", "body": "B"}
+    assert TypeAdapter(s.AnnouncementIn).validate_python(body).program_id == 1
+    with pytest.raises(ValidationError, match="should not be a boolean"):
+        TypeAdapter(s.AnnouncementIn).validate_python({**body, "program_id": True})

@@ -7,7 +7,7 @@ decimal string in both directions: JSON numbers are binary floats to most client
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +15,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -55,8 +57,24 @@ Amount = Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00-\x1f\
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 
 
+def _takes_bool(annotation: object) -> bool:
+    """Whether a field's type admits a JSON true/false (through Optional, unions, Annotated
+    and containers)."""
+    return annotation is bool or any(_takes_bool(arg) for arg in get_args(annotation))
+
+
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: object, info: ValidationInfo) -> object:
+        """`true` is not 1: pydantic's lax mode reads a JSON boolean as the integer 1 or 0
+        (`"program_id": true` named program 1), so a field that is no boolean refuses one."""
+        name = info.field_name
+        if isinstance(value, bool) and name and not _takes_bool(cls.model_fields[name].annotation):
+            raise PydanticCustomError("bool_not_allowed", "Input should not be a boolean")
+        return value
 
     @model_validator(mode="before")
     @classmethod
