@@ -194,6 +194,37 @@ def test_bad_bodies_get_clear_4xx(api: Api) -> None:
     assert count(api, t.partners) == 2  # the world's Ann and W
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b'{"program_id": 1, "name": "W", "email": "w@x.example"}'),
+        ("application/x-www-form-urlencoded", b"program_id=1&name=W&email=w%40x.example"),
+        ("multipart/form-data; boundary=x", b"--x\r\n\r\n--x--\r\n"),
+    ],
+)
+def test_a_body_that_is_not_json_is_a_415_naming_the_media_type(
+    api: Api, content_type: str, body: bytes
+) -> None:
+    before = count(api, t.partners)
+    answer = api.client.post(
+        f"{V1}/partners", content=body, headers={**api.admin, "content-type": content_type}
+    )
+    media = content_type.split(";")[0]
+    assert (answer.status_code, answer.json()) == (
+        415,
+        {
+            "error": "unsupported_media_type",
+            "reason": f"send the body as application/json, not {media}",
+            "field": "body",
+        },
+    )
+    assert count(api, t.partners) == before
+    # The same body as JSON is taken; a JSON body that is no object stays a 422.
+    json_type = {**api.admin, "content-type": "application/json; charset=utf-8"}
+    listed = api.client.post(f"{V1}/partners", content=b"[]", headers=json_type)
+    assert listed.status_code == 422
+
+
 def test_conversion_detail_explains_its_commission(api: Api) -> None:
     make_coupon(api.services, api.world.partner, api.world.offer, code="ANN10")
     created = api.client.post(

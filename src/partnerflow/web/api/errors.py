@@ -79,9 +79,26 @@ def _loc(loc: tuple[Any, ...]) -> str:
     )
 
 
-async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    content_type = request.headers.get("content-type", "")
+    if (
+        errors
+        and tuple(errors[0].get("loc", ())) == ("body",)
+        and content_type
+        and not _is_json(content_type)
+    ):
+        # A form, multipart or text body where a JSON object is expected: FastAPI does not
+        # read it as JSON, and "Input should be a valid dictionary" would not say why.
+        shown = content_type.split(";", 1)[0].strip()[:80].encode("unicode_escape").decode()
+        reason = f"send the body as application/json, not {shown}"
+        return JSONResponse(error_body("unsupported_media_type", reason, "body"), 415)
     for e in errors:
         if e.get("type") == "json_invalid":  # why: json's message, or routing.loads_exact's
             why = str((e.get("ctx") or {}).get("error", ""))[:200]
