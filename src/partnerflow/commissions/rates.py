@@ -106,6 +106,8 @@ class RateImport:
 
 
 RATE_COLUMNS = ("date", "from", "to", "rate")
+# The days a rate may be dated: those the REST API's rate route takes.
+FIRST_RATE_DAY, LAST_RATE_DAY = date(2000, 1, 1), date(2200, 12, 31)
 
 
 def parse_rates_csv(lines: Iterable[str]) -> RateImport:
@@ -134,6 +136,9 @@ def parse_rates_csv(lines: Iterable[str]) -> RateImport:
                 day = date.fromisoformat(raw_day)
             except ValueError:
                 errors.append(RowError(line_no, f"date {raw_day[:20]!r} is not YYYY-MM-DD"))
+                continue
+            if not FIRST_RATE_DAY <= day <= LAST_RATE_DAY:
+                errors.append(RowError(line_no, "date must be in 2000-2200"))
                 continue
             try:
                 src, dst = check_currency(raw_src), check_currency(raw_dst)

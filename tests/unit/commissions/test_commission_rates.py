@@ -65,6 +65,16 @@ def test_csv_import_reports_each_bad_row_with_its_line_number():
     assert result.errors[5].message == "duplicate USD->EUR rate for 2024-03-01"
 
 
+def test_csv_import_takes_the_days_the_api_takes():
+    text = "date,from,to,rate\n0001-01-01,USD,EUR,1\n9999-12-31,USD,EUR,1\n2000-01-01,USD,EUR,1\n"
+    result = parse_rates_csv(text.splitlines())
+    assert result.errors == (
+        RowError(2, "date must be in 2000-2200"),
+        RowError(3, "date must be in 2000-2200"),
+    )
+    assert [r.valid_from for r in result.rates] == [date(2000, 1, 1)]
+
+
 def test_csv_import_refuses_absurd_rates():
     text = "date,from,to,rate\n2024-03-01,USD,EUR,1e999999\n2024-03-02,USD,EUR,1000000000\n"
     result = parse_rates_csv(text.splitlines())
