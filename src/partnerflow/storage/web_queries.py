@@ -450,6 +450,15 @@ def _ledger_where(scope: Scope, period: Period) -> list[ColumnElement[bool]]:
     return where
 
 
+def _main_revenue(scope: Scope) -> Any:
+    """Revenue net of partial refunds, summed in the program's currency only: orders in
+    another currency still count as conversions (docs/web.md), never as revenue."""
+    v = t.conversions.c
+    return func.sum(
+        case((v.currency == scope.currency, v.amount_micros - v.refunded_micros), else_=0)
+    )
+
+
 def totals(
     conn: Connection,
     scope: Scope,
@@ -532,10 +541,11 @@ def _summarise(
         currency, count, micros = row[0], int(row[-2]), row[-1]
         conversions += count
         revenue.add(currency, micros)
-        at = point(row[1]) if by_day and currency == scope.currency else None
-        if at is not None:
+        at = point(row[1]) if by_day else None
+        if at is not None:  # a conversion in any currency; revenue in the program's
             at.conversions += count
-            at.revenue_micros += int(micros or 0)
+            if currency == scope.currency:
+                at.revenue_micros += int(micros or 0)
     ledger_key = [e.c.currency] + ([_bucket(conn, e.c.created_at).label("b")] if by_day else [])
     commission = MoneySums()
     for row in conn.execute(
@@ -651,12 +661,8 @@ def partner_metrics(
             out[pid].clicks = found.human_clicks
             out[pid].unique_clicks = found.unique_clicks
     for pid, count, micros in conn.execute(
-        select(v.c.partner_id, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
-        .where(
-            *_conversions_where(scope, period),
-            v.c.partner_id.in_(ids),
-            v.c.currency == scope.currency,
-        )
+        select(v.c.partner_id, func.count(), _main_revenue(scope))
+        .where(*_conversions_where(scope, period), v.c.partner_id.in_(ids))
         .group_by(v.c.partner_id)
     ):
         out[pid].conversions = int(count)
@@ -864,13 +870,9 @@ def link_stats(
         clicks = {lid: (found.human_clicks, found.unique_clicks) for lid, found in seen.items()}
         joined = v.join(c, c.c.id == v.c.click_id)
         for lid, n, micros in conn.execute(
-            select(c.c.link_id, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
+            select(c.c.link_id, func.count(), _main_revenue(scope))
             .select_from(joined)
-            .where(
-                *_conversions_where(scope, period),
-                v.c.currency == scope.currency,
-                c.c.link_id.in_(ids),
-            )
+            .where(*_conversions_where(scope, period), c.c.link_id.in_(ids))
             .group_by(c.c.link_id)
         ):
             conv[lid] = (int(n), int(micros or 0))
@@ -939,10 +941,9 @@ def coupon_stats(
             *_conversions_where(scope, period),
             v.c.attributed_by == "coupon",
             v.c.coupon_code.in_(codes),
-            v.c.currency == scope.currency,
         ]
         for code, n, micros in conn.execute(
-            select(v.c.coupon_code, func.count(), func.sum(v.c.amount_micros - v.c.refunded_micros))
+            select(v.c.coupon_code, func.count(), _main_revenue(scope))
             .where(*coupon_where)
             .group_by(v.c.coupon_code)
         ):
