@@ -141,9 +141,21 @@ def build_payout(
             limits,
         )
         existing = uow.payouts.get(batch.id)
-        if existing is not None:
+        if existing is not None and existing.status != "superseded":
             return existing
         uow.payouts.supersede_open(program_id)
+        if existing is not None:
+            # Built before, then superseded by a batch of other content: building it again
+            # makes it the open batch again (it was refused by mark-paid for good).
+            uow.payouts.reopen(batch.id)
+            uow.audit.record(
+                actor=author,
+                action="payout_batch.reopened",
+                entity_type="payout_batch",
+                entity_id=batch.id,
+                detail={"period": batch.period.label()},
+            )
+            return StoredBatch(existing.batch, "open", existing.created_by, existing.created_at)
         uow.payouts.add(batch, author, now)
         uow.audit.record(
             actor=author,

@@ -124,6 +124,15 @@ class SqlPayouts:
         )
         return int(result.rowcount or 0)
 
+    def reopen(self, batch_id: str) -> bool:
+        c = t.payout_batches.c
+        result = self.conn.execute(
+            update(t.payout_batches)
+            .where(c.id == batch_id, c.status == "superseded")
+            .values(status="open")
+        )
+        return (result.rowcount or 0) == 1
+
     def mark_paid(self, batch_id: str, paid_by: str, at: datetime) -> bool:
         c = t.payout_batches.c
         result = self.conn.execute(

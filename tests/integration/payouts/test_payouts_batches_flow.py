@@ -152,3 +152,26 @@ def test_partner_earning_in_two_currencies_is_paid_once_per_currency(services: S
         "EUR": (0, Decimal("70")),
         "USD": (0, Decimal("60")),
     }
+
+
+def test_building_a_superseded_batch_again_reopens_it_and_it_can_be_paid(
+    services: Services,
+) -> None:
+    """Build with the default minimum, try a lower one (it supersedes the first), go back to
+    the default: the same content gives the same batch, which must be the open one again —
+    not a superseded batch that mark-paid refuses with "build it again" forever."""
+    w = _ready(services)
+    first = build_payout(w.uow(), w.clock, program_id=w.program.id, period_end=END,
+                         author="ops")  # fmt: skip
+    lower = build_payout(w.uow(), w.clock, program_id=w.program.id, period_end=END,
+                         minimums={"EUR": Decimal("20")}, author="ops")  # fmt: skip
+    again = build_payout(w.uow(), w.clock, program_id=w.program.id, period_end=END,
+                         author="ops")  # fmt: skip
+    assert again.batch.id == first.batch.id
+    assert again.status == "open"
+    with w.uow() as uow:
+        statuses = {b.batch.id: b.status for b in uow.payouts.list(w.program.id)}
+    assert statuses == {first.batch.id: "open", lower.batch.id: "superseded"}
+    paid = mark_batch_paid(w.uow(), w.clock, first.batch.id, author="ops")
+    assert paid.batch.status == "paid"
+    assert [e.amount.amount for e in paid.entries] == [Decimal("-70.00"), Decimal("70.00")]
