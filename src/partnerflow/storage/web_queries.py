@@ -6,13 +6,13 @@ a handler forgets a check. Each page costs a fixed number of queries whatever th
 of rows (aggregates are grouped, never fetched per row), which the query-count tests pin.
 
 Counting rules (docs/web.md): clicks are the clicks not flagged as bots, as in the reports
-(docs/kpis.md), so a page's clicks, conversion rate and EPC are the report's for the same
-period; the bot-flagged ones are counted apart (`Totals.bot_clicks`); unique clicks are
-the unique clicks not flagged as bots; impressions leave bots out; conversions and revenue count
-pending and approved conversions, not rejected or reversed ones; commission is the net sum
-of ledger entries created in the period (an approval or payment moves money between
-buckets and nets to zero; a reversal subtracts). Money is summed as integer micro-units
-per currency and returned as exact `Money`.
+(docs/kpis.md), so a page and a report of the same period show the same clicks and divide
+CR and EPC by them; the bot-flagged ones are counted apart (`Totals.bot_clicks`); unique
+clicks are the unique clicks not flagged as bots; impressions leave bots out; conversions
+and revenue count pending and approved conversions, not rejected or reversed ones;
+commission is the net sum of ledger entries created in the period (an approval or payment
+moves money between buckets and nets to zero; a reversal subtracts). Money is summed as
+integer micro-units per currency and returned as exact `Money`.
 
 Where traffic is read from: clicks and impressions are by far the biggest tables, so
 traffic comes from the daily rollups (`storage.rollups`) for the whole local days inside

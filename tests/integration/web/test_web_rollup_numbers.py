@@ -182,7 +182,7 @@ def test_traffic_counts_gross_clicks_and_human_unique_clicks(services: Services)
 
 def test_pages_count_clicks_as_the_reports_do_with_bots_apart(services: Services) -> None:
     """The dashboard's and the portal's clicks leave bot-flagged clicks out, as the reports
-    do, so conversion rate and EPC are the reports' too; the bots are counted apart."""
+    do, and conversion rate and EPC divide by them; the bots are counted apart."""
     scope, link, ids = _four_clicks(services)
     with services.engine.connect() as conn:
         token = conn.execute(
@@ -210,7 +210,8 @@ def test_pages_count_clicks_as_the_reports_do_with_bots_apart(services: Services
         assert metrics[link.partner_id].conversion_rate == Decimal(50)
         assert (stats.clicks, stats.unique_clicks, stats.conversion_rate) == (2, 1, Decimal(50))
         assert (mine.clicks, mine.bot_clicks) == (2, 2)
-        # And the report of the same (whole) days says the same.
+        # The report of the same (whole) days counts the same clicks; in this world (no
+        # refund, the commission booked with its conversion) the rest agrees too.
         today = services.clock.now().date()
         report = ReportQuery(
             scope.program_id, scope.currency, scope.timezone, Dimension.PARTNER,
