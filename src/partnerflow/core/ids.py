@@ -22,6 +22,10 @@ ConversionId = NewType("ConversionId", int)
 UserId = NewType("UserId", int)
 ClickId = NewType("ClickId", str)
 
+# The largest integer id: the id columns are INTEGER (32-bit on PostgreSQL). A larger
+# number names nothing and must not reach a query, where the driver refuses it.
+MAX_ID = 2_147_483_647
+
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 CLICK_ID_LENGTH = 24
 _CLICK_ID_RE = re.compile(r"\A[0-9a-hjkmnp-tv-z]{24}\Z")

@@ -221,3 +221,31 @@ async def test_spend_forms_record_rows_import_csv_and_refuse_whole_bad_files(
     assert _count(services, t.ad_spend) == 3
     page = await admin.get("/admin/spend")
     assert "tiktok" in page.text and "120.50 EUR" in page.text
+
+
+@pytest.mark.parametrize("bad_id", ["\u00b2", "\u0663", str(10**19), "2147483648"])
+async def test_id_fields_refuse_non_ascii_digits_and_ids_past_the_integer_columns(
+    login: Login, world: WebWorld, services: Services, bad_id: str
+) -> None:
+    # "²" passed `str.isdigit` and then failed `int()`: a 500; 10**19 reached the database
+    # and overflowed its integer column: a 500 (2147483648 does on PostgreSQL).
+    admin = await login(MANAGER)
+    audit_before = _count(services, t.audit_log)
+    cap = {"metric": "clicks", "period": "day", "limit": "5", "partner_id": str(world.ann.id),
+           "reason": "launch"}  # fmt: skip
+    for field in ("partner_id", "offer_id", "cap_id"):
+        refused = await _post(admin, "/admin/caps", "/admin/caps", {**cap, field: bad_id})
+        assert refused.status_code in (400, 404), (field, refused.status_code)  # type: ignore[attr-defined]
+    target = await _post(
+        admin, "/admin/goals", "/admin/goals/target",
+        {"partner_id": bad_id, "metric": "sales", "period": "month", "kind": "absolute",
+         "target": "20"},
+    )  # fmt: skip
+    assert target.status_code in (400, 404)  # type: ignore[attr-defined]
+    plan = await _post(
+        admin, "/admin/plans", "/admin/plans", {"document": PLAN, "offer_id": bad_id}
+    )
+    assert plan.status_code in (400, 404)  # type: ignore[attr-defined]
+    assert _count(services, t.caps) == _count(services, t.partner_targets) == 0
+    assert _count(services, t.commission_plans) == 0
+    assert _count(services, t.audit_log) == audit_before

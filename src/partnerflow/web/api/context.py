@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from partnerflow.bootstrap import Services
 from partnerflow.core.errors import NotFound
-from partnerflow.core.ids import PartnerId, ProgramId
+from partnerflow.core.ids import MAX_ID, PartnerId, ProgramId
 from partnerflow.partners.model import Partner
 from partnerflow.partners.ports import PartnersUnitOfWork
 from partnerflow.programs.model import Program
@@ -19,7 +19,6 @@ from partnerflow.storage.catalog import SqlPartners, SqlPrograms
 from partnerflow.tracking.ports import TrackingUnitOfWork
 from partnerflow.web.api.errors import ApiError
 
-MAX_ID = 2_147_483_647
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]

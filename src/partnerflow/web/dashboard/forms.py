@@ -40,8 +40,8 @@ from partnerflow.caps.services import (
     target_progress,
 )
 from partnerflow.commissions.services import set_plan
-from partnerflow.core.errors import InvalidInput, PartnerflowError
-from partnerflow.core.ids import ProgramId
+from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
+from partnerflow.core.ids import MAX_ID, ProgramId
 from partnerflow.programs.model import Program
 from partnerflow.storage import tables as t
 from partnerflow.storage.caps import SqlCapsUnitOfWork
@@ -88,9 +88,13 @@ def _optional_id(form: FormData, name: str) -> int | None:
     text = _text(form, name, 20)
     if not text:
         return None
-    if not text.isdigit():
-        raise InvalidInput(f"{name.replace('_', ' ')} must be a number", field=name)
-    return int(text)
+    label = name.replace("_", " ")
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidInput(f"{label} must be a number", field=name)
+    number = int(text)
+    if number > MAX_ID:
+        raise NotFound(f"no such {label.removesuffix(' id')}", field=name)
+    return number
 
 
 async def _program(request: Request, form: FormData) -> Program:
