@@ -406,3 +406,19 @@ async def test_partner_without_login_is_sent_to_login(client: object, world: Web
 def test_add_user_helper_is_shared(services: Services) -> None:
     # Keeps the import used by the isolation helpers below honest.
     assert add_user.__name__ == "add_user"
+
+
+async def test_portal_ids_past_the_integer_columns_are_not_found(
+    login: Login, world: WebWorld, services: Services
+) -> None:
+    # The path's {id:int} reached the database unbounded: OverflowError on SQLite past
+    # 2**63, "integer out of range" on PostgreSQL from 2147483648 — a 500, not a 404.
+    ann = await login(ANN)
+    token = await _csrf(ann, "/portal/terms")
+    for big in ("2147483648", str(10**19)):
+        accept = await ann.post(f"/portal/terms/{big}/accept", data={"csrf_token": token})
+        assert accept.status_code == 404, big
+        for page in ("links", "coupons", "resources"):
+            assert (await ann.get(f"/portal/{page}/{big}")).status_code == 404, (page, big)
+        assert (await ann.get(f"/portal/creatives/{big}/file")).status_code == 404, big
+    assert _count(services, t.terms_acceptances) == 0

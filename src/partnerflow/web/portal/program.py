@@ -28,7 +28,7 @@ from partnerflow.storage.catalog import SqlLinks
 from partnerflow.web.auth.access import current_user, require
 from partnerflow.web.content import render_text
 from partnerflow.web.dashboard.manage import image_response
-from partnerflow.web.portal.routes import Me, _me, _partner_id, tracking_url
+from partnerflow.web.portal.routes import Me, _me, _partner_id, _path_id, tracking_url
 from partnerflow.web.rendering import load, render
 
 NOT_FOUND = "Not found."
@@ -222,7 +222,7 @@ async def terms(request: Request) -> Response:
 async def terms_accept(request: Request) -> Response:
     services = _services(request)
     partner_id = _partner_id(request)
-    document_id = int(request.path_params["document_id"])
+    document_id = _path_id(request, "document_id")
     user = current_user(request)
     assert user is not None
     ip = request.client.host if request.client else None
@@ -285,7 +285,7 @@ async def creatives(request: Request) -> Response:
 @require("partner")
 async def creative_file(request: Request) -> Response:
     partner_id = _partner_id(request)
-    creative_id = int(request.path_params["creative_id"])
+    creative_id = _path_id(request, "creative_id")
 
     def run(conn: Connection) -> Any:
         me = _me(conn, partner_id)
@@ -316,7 +316,7 @@ async def resources(request: Request) -> Response:
 @require("partner")
 async def resource_detail(request: Request) -> Response:
     partner_id = _partner_id(request)
-    resource_id = int(request.path_params["resource_id"])
+    resource_id = _path_id(request, "resource_id")
 
     def run(conn: Connection) -> dict[str, Any]:
         me = _me(conn, partner_id)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from partnerflow.bootstrap import Services
 from partnerflow.core.errors import InvalidInput, PartnerflowError
-from partnerflow.core.ids import OfferId, PartnerId
+from partnerflow.core.ids import MAX_ID, OfferId, PartnerId
 from partnerflow.partners.model import Partner
 from partnerflow.partners.rules import EARNING_STATUSES
 from partnerflow.programs.model import Offer, OfferStatus, Program
@@ -53,6 +53,15 @@ class Me:
     @property
     def can_earn(self) -> bool:
         return self.partner.status in EARNING_STATUSES
+
+
+def _path_id(request: Request, name: str) -> int:
+    """An id from the path: past the INTEGER id columns it names nothing (a 404, before the
+    database refuses the number)."""
+    value = int(request.path_params[name])
+    if value > MAX_ID:
+        raise HTTPException(404, "Not found.")
+    return value
 
 
 def _me(conn: Connection, partner_id: int) -> Me:
@@ -141,7 +150,7 @@ def link_data(conn: Connection, partner_id: int, link_id: int, now: datetime) ->
 @require("partner")
 async def link_detail(request: Request) -> Response:
     data = await load(
-        request, link_data, _partner_id(request), request.path_params["link_id"], _now(request)
+        request, link_data, _partner_id(request), _path_id(request, "link_id"), _now(request)
     )
     link: q.LinkStats = data["link"]
     offer: Offer | None = data["offer"]
@@ -254,7 +263,7 @@ async def coupon_detail(request: Request) -> Response:
         coupons_data,
         _partner_id(request),
         _now(request),
-        request.path_params["coupon_id"],
+        _path_id(request, "coupon_id"),
     )
     return render(request, "portal/coupon.html", {**data, "coupon": data["coupons"][0]})
 
