@@ -255,6 +255,23 @@ async def test_five_failures_lock_the_email_and_ip_pair(
     assert (await log_in(client, ADMIN)).status_code == 303
 
 
+@pytest.mark.parametrize("address", [ADMIN + "\x00", "\x00", f"a\x00{ADMIN}"])
+async def test_a_nul_in_the_email_is_a_wrong_login_and_no_reset_mail(
+    client: httpx.AsyncClient, world: WebWorld, services: Services, address: str
+) -> None:
+    # PostgreSQL cannot compare or store a NUL: both public forms were a 500 there.
+    refused = await log_in(client, address)
+    assert refused.status_code == 400
+    assert "pf_session" not in client.cookies
+    page = await client.get("/password/forgot")
+    sent = await client.post(
+        "/password/forgot", data={"email": address, "csrf_token": csrf_of(page.text)}
+    )
+    assert sent.status_code == 200  # the same answer as for any address
+    assert _count(services, t.password_reset_tokens) == 0
+    assert _count(services, t.web_sessions) == 0
+
+
 # Password reset over a real SMTP server -------------------------------------------------
 
 

@@ -59,6 +59,10 @@ def attempt_login(
 ) -> LoginOutcome:
     now = services.clock.now()
     email = email.strip().lower()[:320]
+    if "\x00" in email:
+        # No account has one, and PostgreSQL can neither compare nor store it.
+        verify_password(None, password)
+        return LoginOutcome("wrong")
     with services.engine.begin() as conn:
         store = SqlAuthStore(conn)
         if store.failed_logins_since(email=email, ip=ip, since=now - FAILURE_WINDOW) >= (
@@ -168,6 +172,8 @@ async def logout(request: Request) -> Response:
 
 def issue_reset_token(services: Services, email: str) -> tuple[User, str] | None:
     now = services.clock.now()
+    if "\x00" in email:  # no account has one (and PostgreSQL cannot compare it)
+        return None
     with services.engine.begin() as conn:
         store = SqlAuthStore(conn)
         user = store.user_by_email(email)
