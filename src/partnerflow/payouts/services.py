@@ -176,9 +176,15 @@ def build_payout(
     return created
 
 
+def _stored_batch(uow: PayoutsUnitOfWork, batch_id: str) -> StoredBatch | None:
+    # Batch ids are printable (`po-1-20260301-…`): one with a NUL names no batch, and
+    # PostgreSQL cannot compare it (a DataError).
+    return None if "\x00" in batch_id else uow.payouts.get(batch_id)
+
+
 def get_batch(uow: PayoutsUnitOfWork, batch_id: str) -> StoredBatch:
     with uow:
-        found = uow.payouts.get(batch_id)
+        found = _stored_batch(uow, batch_id)
     if found is None:
         raise NotFound(f"payout batch {batch_id!r} not found", field="batch")
     return found
@@ -204,12 +210,12 @@ def mark_batch_paid(uow: PayoutsUnitOfWork, clock: Clock, batch_id: str, *, auth
     author = display_text(author, field="author")
     now = clock.now()
     with uow:
-        stored = uow.payouts.get(batch_id)
+        stored = _stored_batch(uow, batch_id)
         if stored is None:
             raise NotFound(f"payout batch {batch_id!r} not found", field="batch")
         uow.ledger.lock_program(stored.batch.program_id)
         # Read again under the lock: a concurrent build may have superseded it meanwhile.
-        stored = uow.payouts.get(batch_id)
+        stored = _stored_batch(uow, batch_id)
         assert stored is not None
         if stored.status == "superseded":
             raise Conflict(
@@ -252,7 +258,7 @@ def mark_batch_paid(uow: PayoutsUnitOfWork, clock: Clock, batch_id: str, *, auth
 def batch_statements(uow: PayoutsUnitOfWork, batch_id: str) -> list[Statement]:
     """A statement for every partner in the batch (paid or held), over the batch period."""
     with uow:
-        stored = uow.payouts.get(batch_id)
+        stored = _stored_batch(uow, batch_id)
         if stored is None:
             raise NotFound(f"payout batch {batch_id!r} not found", field="batch")
         batch = stored.batch
@@ -267,7 +273,7 @@ def export_batch(
 ) -> str:
     """The batch as a payment file. Re-exporting (also after payment) gives the same file."""
     with uow:
-        stored = uow.payouts.get(batch_id)
+        stored = _stored_batch(uow, batch_id)
         if stored is None:
             raise NotFound(f"payout batch {batch_id!r} not found", field="batch")
         payees = uow.payees.payees(stored.batch.program_id)

@@ -321,6 +321,21 @@ async def test_other_partners_payout_statement_is_404(
     assert missing.status_code == 404
 
 
+async def test_a_payout_batch_id_with_a_nul_is_not_found(
+    login: Login, world: WebWorld, services: Services
+) -> None:
+    # PostgreSQL cannot compare a NUL: the export and a confirmed "paid" were 500s there.
+    admin = await login(ADMIN)
+    audit_before = _count(services, t.audit_log)
+    token = await _csrf(admin, "/admin/payouts")
+    paid = await admin.post("/admin/payouts/po%00/paid", data={"csrf_token": token,
+                                                               "confirm": "po\x00"})  # fmt: skip
+    assert paid.status_code == 404
+    assert (await admin.get("/admin/payouts/po%00/export.csv")).status_code == 404
+    assert (await admin.get("/admin/payouts/po%00")).status_code == 404
+    assert _count(services, t.audit_log) == audit_before
+
+
 async def test_another_program_partner_cannot_be_messaged_by_id_of_missing_partner(
     login: Login, world: WebWorld, services: Services
 ) -> None:
