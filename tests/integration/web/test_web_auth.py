@@ -217,6 +217,41 @@ async def test_admin_changes_partner_status_with_audit(
     assert _count(services, t.audit_log, t.audit_log.c.actor == f"user:{ADMIN}") == 1
 
 
+@pytest.mark.parametrize("path_id", ["0", "1000001", "99999999999999999999"])
+async def test_an_id_out_of_range_names_no_partner_and_changes_nothing(
+    login: Login, world: WebWorld, services: Services, path_id: str
+) -> None:
+    # The path id was clamped into 1..1,000,000: /admin/partners/0/status suspended
+    # partner 1 (and a larger id partner 1,000,000), and review "-5" decided review 1.
+    assert world.ann.id == 1
+    admin = await login(ADMIN)
+    page = await admin.get(f"/admin/partners/{world.ann.id}")
+    token = csrf_of(page.text)
+    response = await admin.post(
+        f"/admin/partners/{path_id}/status",
+        data={"status": "suspended", "reason": "spam", "csrf_token": token},
+    )
+    assert response.status_code == 404
+    assert (await admin.get(f"/admin/partners/{path_id}")).status_code == 404
+    replied = await admin.post(
+        f"/admin/messages/{path_id}", data={"body": "hello", "csrf_token": token}
+    )
+    assert replied.status_code == 404
+    assert (await admin.get(f"/admin/messages/{path_id}")).status_code == 404
+    decided = await admin.post(
+        f"/admin/applications/{path_id}", data={"decision": "reject", "csrf_token": token}
+    )
+    assert decided.status_code == 404
+    fraud = await admin.post(
+        "/admin/fraud/decide",
+        data={"review": f"-{path_id}", "decision": "approve", "csrf_token": token},
+    )
+    assert fraud.status_code in (400, 404)
+    assert _count(services, t.partners, t.partners.c.status == "suspended") == 0
+    assert _count(services, t.partner_messages) == 0
+    assert _count(services, t.audit_log, t.audit_log.c.actor == f"user:{ADMIN}") == 0
+
+
 async def test_a_status_reason_with_a_bidi_control_changes_nothing(
     login: Login, world: WebWorld, services: Services
 ) -> None:

@@ -69,7 +69,7 @@ from partnerflow.web.content import (
     render_text,
     sniff_image,
 )
-from partnerflow.web.dashboard.routes import _int, _pick_program
+from partnerflow.web.dashboard.routes import _id, _pick_program
 from partnerflow.web.rendering import load, render
 
 T = TypeVar("T")
@@ -182,7 +182,7 @@ async def applications(request: Request) -> Response:
 
 @require(*STAFF_ROLES)
 async def application_decide(request: Request) -> Response:
-    partner_id = _int(request.path_params["partner_id"], 0)
+    partner_id = _id(request.path_params["partner_id"])
     form = await request.form()
     decision = str(form.get("decision", ""))
     target = {"approve": "approved", "reject": "rejected"}.get(decision)
@@ -220,7 +220,7 @@ async def application_decide(request: Request) -> Response:
 @require(*STAFF_ROLES)
 async def conversion_detail(request: Request) -> Response:
     services = _services(request)
-    conversion_id = _int(request.path_params["conversion_id"], 0)
+    conversion_id = _id(request.path_params["conversion_id"])
     found = await _run(explain_conversion, services.money_uow(), conversion_id)
     return render(
         request,
@@ -257,7 +257,7 @@ async def fraud(request: Request) -> Response:
 async def fraud_decide(request: Request) -> Response:
     form = await request.form()
     services = _services(request)
-    ids = [_int(str(v), 0) for v in form.getlist("review")]
+    ids = [_id(v) for v in form.getlist("review")]
     if not ids:
         raise HTTPException(400, "Tick at least one review.")
     decision = str(form.get("decision", ""))
@@ -616,7 +616,7 @@ async def messages(request: Request) -> Response:
 @require(*STAFF_ROLES)
 async def message_thread(request: Request) -> Response:
     services = _services(request)
-    partner_id = _int(request.path_params["partner_id"], 0)
+    partner_id = _id(request.path_params["partner_id"])
     user = current_user(request)
     assert user is not None
 
@@ -635,7 +635,7 @@ async def message_thread(request: Request) -> Response:
 @require(*STAFF_ROLES)
 async def message_reply(request: Request) -> Response:
     services = _services(request)
-    partner_id = _int(request.path_params["partner_id"], 0)
+    partner_id = _id(request.path_params["partner_id"])
     form = await request.form()
     body = str(form.get("body", ""))
 
@@ -749,7 +749,7 @@ async def creative_add(request: Request) -> Response:
 async def creative_toggle(request: Request) -> Response:
     services = _services(request)
     program, form = await _program_from_form(request)
-    creative_id = _int(request.path_params["creative_id"], 0)
+    creative_id = _id(request.path_params["creative_id"])
     active = str(form.get("active", "")) == "1"
 
     def toggle() -> None:
@@ -764,7 +764,7 @@ async def creative_toggle(request: Request) -> Response:
 
 @require(*STAFF_ROLES)
 async def creative_file(request: Request) -> Response:
-    creative_id = _int(request.path_params["creative_id"], 0)
+    creative_id = _id(request.path_params["creative_id"])
 
     def run(conn: Connection) -> Any:
         program = _pick_program(conn, request.query_params.get("program"))[0]

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from partnerflow.bootstrap import Services
 from partnerflow.commissions.rules import describe_plan, parse_plan
 from partnerflow.core.errors import PartnerflowError
-from partnerflow.core.ids import PartnerId
+from partnerflow.core.ids import MAX_ID, PartnerId
 from partnerflow.partners.model import PartnerStatus
 from partnerflow.partners.ports import PartnersUnitOfWork
 from partnerflow.partners.rules import TRANSITIONS
@@ -36,6 +36,17 @@ def _int(value: str | None, default: int = 1) -> int:
         return max(1, min(int(value or default), 1_000_000))
     except ValueError:
         return default
+
+
+def _id(value: object) -> int:
+    """An id from a path or a form: ASCII digits up to `MAX_ID`, else 0, which names nothing.
+    Never clamped like a page number: that named another object (`/admin/partners/0` was
+    partner 1)."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        return 0
+    number = int(text)
+    return number if number <= MAX_ID else 0
 
 
 def _pick_program(conn: Connection, ref: str | None) -> tuple[Program | None, list[Program]]:
@@ -176,7 +187,7 @@ def partner_detail_data(conn: Connection, partner_id: int, now: datetime) -> Par
 @require(*STAFF_ROLES)
 async def partner_detail(request: Request) -> Response:
     detail = await load(
-        request, partner_detail_data, _int(request.path_params["partner_id"], 0), _now(request)
+        request, partner_detail_data, _id(request.path_params["partner_id"]), _now(request)
     )
     if detail is None:
         raise HTTPException(404, "No such partner.")
@@ -194,7 +205,7 @@ def q_status(value: str) -> PartnerStatus:
 
 @require(*STAFF_ROLES)
 async def partner_status(request: Request) -> Response:
-    partner_id = _int(request.path_params["partner_id"], 0)
+    partner_id = _id(request.path_params["partner_id"])
     form = await request.form()
     target = str(form.get("status", ""))[:32]
     reason = str(form.get("reason", "")).strip()[:500]
@@ -257,7 +268,7 @@ def conversions_data(conn: Connection, params: dict[str, str]) -> dict[str, Any]
     status = params.get("status") or None
     if status not in {s.value for s in ConversionStatus}:
         status = None
-    partner_id = _int(params.get("partner"), 0) or None if params.get("partner") else None
+    partner_id = _id(params.get("partner")) or None
     rows, page = q.conversions_page(
         conn, _scope(program), status=status, partner_id=partner_id, page=_int(params.get("page"))
     )
