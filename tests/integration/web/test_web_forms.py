@@ -249,3 +249,23 @@ async def test_id_fields_refuse_non_ascii_digits_and_ids_past_the_integer_column
     assert _count(services, t.caps) == _count(services, t.partner_targets) == 0
     assert _count(services, t.commission_plans) == 0
     assert _count(services, t.audit_log) == audit_before
+
+
+async def test_spend_forms_refuse_days_before_2000_like_the_api(
+    login: Login, world: WebWorld, services: Services
+) -> None:
+    # The REST API takes spend days in 2000-2200; the form and the CSV import stored
+    # 0001-01-01 (only future days were refused).
+    admin = await login(ADMIN)
+    audit_before = _count(services, t.audit_log)
+    row = await _post(
+        admin, "/admin/spend", "/admin/spend",
+        {"day": "0001-01-01", "channel": "tiktok", "campaign": "x", "amount": "3"},
+    )  # fmt: skip
+    assert row.status_code == 400  # type: ignore[attr-defined]
+    assert "2000" in row.text  # type: ignore[attr-defined]
+    csv_text = "day,channel,campaign,amount\n1999-12-31,google,brand,40\n"
+    imported = await _post(admin, "/admin/spend", "/admin/spend/import", {"csv": csv_text})
+    assert imported.status_code == 400  # type: ignore[attr-defined]
+    assert _count(services, t.ad_spend) == 0
+    assert _count(services, t.audit_log) == audit_before
