@@ -246,6 +246,11 @@ async def test_settings_update_is_audited_and_bad_values_change_nothing(
     assert bad.status_code == 400
     bad = await admin.post("/admin/settings", data={**form, "fallback_url": "javascript:x"})
     assert bad.status_code == 400
+    # int() reads "1_0" as 10 and Arabic-Indic or full-width digits: not what was typed.
+    for odd in ("1_0", "\u0664\u0665", "\uff14\uff15", " 4 5 "):
+        bad = await admin.post("/admin/settings", data={**form, "cookie_window_days": odd})
+        assert bad.status_code == 400, odd
+        assert "whole number" in bad.text
     with services.read() as conn:
         row = conn.execute(select(t.programs).where(t.programs.c.id == world.program.id)).one()
     assert (row.cookie_window_days, row.attribution_model) == (30, "last_click")

@@ -844,10 +844,14 @@ async def settings_save(request: Request) -> Response:
     program, form = await _program_from_form(request)
 
     def number(name: str) -> int:
-        try:
-            return int(str(form.get(name, "")).strip())
-        except ValueError:
-            raise InvalidInput(f"{name} must be a whole number", field=name) from None
+        text = str(form.get(name, "")).strip()
+        digits = text.removeprefix("-")
+        # int() also reads "1_0" and non-ASCII digits: not a number as typed in the form.
+        if not (digits.isascii() and digits.isdigit()):
+            raise InvalidInput(f"{name} must be a whole number", field=name)
+        if len(digits) > 9:
+            raise InvalidInput(f"{name} is out of range", field=name)
+        return int(text)
 
     def save() -> None:
         from partnerflow.storage.content import SettingsUnitOfWork
