@@ -18,22 +18,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from partnerflow.core import kpis
-from partnerflow.core.errors import InvalidInput
 
 MICROS = Decimal(1_000_000)
 TIME_DIMENSIONS = frozenset({"day", "week", "month"})
-
-
-# The days a report may cover: those the API's `Day` takes. Past them a day's local
-# bounds overflow `datetime` (the end of 9999-12-31; the default first day, 29 days before
-# 0001-01-01).
-FIRST_REPORT_DAY, LAST_REPORT_DAY = date(2000, 1, 1), date(2200, 12, 31)
-
-
-def check_report_day(day: date, field: str) -> date:
-    if not FIRST_REPORT_DAY <= day <= LAST_REPORT_DAY:
-        raise InvalidInput("dates must be in 2000-2200", field=field)
-    return day
 
 
 def period_key(day: date, dimension: str) -> date:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from partnerflow.core.clock import FIRST_DAY
 from partnerflow.core.errors import InvalidInput
 from partnerflow.core.ids import PartnerId
 from partnerflow.core.kpis import (
@@ -34,7 +35,6 @@ from partnerflow.core.text import describe_character, unsafe_display_character
 REQUIRED = ("day", "channel", "campaign", "amount")
 OPTIONAL = ("partner", "currency")
 MAX_ROWS = 100_000
-FIRST_SPEND_YEAR = 2000  # as the REST API's days (2000-2200); the future is refused anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +81,8 @@ def parse_spend_row(
         raise ValueError(f"bad day {day_text[:32]!r} (want YYYY-MM-DD)") from None
     if day > today:
         raise ValueError(f"day {day} is in the future (today is {today})")
-    if day.year < FIRST_SPEND_YEAR:
-        raise ValueError(f"day {day} is before {FIRST_SPEND_YEAR} (days are in 2000-2200)")
+    if day < FIRST_DAY:  # the future is refused above
+        raise ValueError(f"day {day} is before {FIRST_DAY.year} (days are in 2000-2200)")
     channel = _text(raw.get("channel"), "channel", 64).lower()
     campaign = _text(raw.get("campaign"), "campaign", 128)
     partner_ref = (raw.get("partner") or "").strip()

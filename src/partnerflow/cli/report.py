@@ -16,7 +16,6 @@ from partnerflow.analytics.reports import (
     Comparison,
     Report,
     ReportRow,
-    check_report_day,
     cohort_retention,
     compare,
     leaderboard,
@@ -34,6 +33,7 @@ from partnerflow.cli.runtime import (
     resolve_program,
     services,
 )
+from partnerflow.core.clock import check_day
 from partnerflow.core.errors import InvalidInput
 from partnerflow.programs.model import Program
 from partnerflow.storage import tables as t
@@ -71,7 +71,7 @@ def parse_day(value: str, option: str) -> date:
         raise InvalidInput(
             f"{option} must be a date YYYY-MM-DD, got {value[:32]!r}", field=option
         ) from None
-    return check_report_day(day, option)
+    return check_day(day, option)
 
 
 def _period(from_: str | None, to: str | None) -> tuple[date, date]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from partnerflow.core.clock import ensure_utc
+from partnerflow.core.clock import FIRST_DAY, LAST_DAY, ensure_utc
 from partnerflow.core.errors import InvalidInput, NotFound
 from partnerflow.core.money import Money, check_currency
 
@@ -106,8 +106,6 @@ class RateImport:
 
 
 RATE_COLUMNS = ("date", "from", "to", "rate")
-# The days a rate may be dated: those the REST API's rate route takes.
-FIRST_RATE_DAY, LAST_RATE_DAY = date(2000, 1, 1), date(2200, 12, 31)
 
 
 def parse_rates_csv(lines: Iterable[str]) -> RateImport:
@@ -137,7 +135,7 @@ def parse_rates_csv(lines: Iterable[str]) -> RateImport:
             except ValueError:
                 errors.append(RowError(line_no, f"date {raw_day[:20]!r} is not YYYY-MM-DD"))
                 continue
-            if not FIRST_RATE_DAY <= day <= LAST_RATE_DAY:
+            if not FIRST_DAY <= day <= LAST_DAY:
                 errors.append(RowError(line_no, "date must be in 2000-2200"))
                 continue
             try:

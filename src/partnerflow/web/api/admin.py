@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from partnerflow.analytics.reports import check_report_day
 from partnerflow.caps.periods import local_date
+from partnerflow.core.clock import FIRST_DAY, LAST_DAY, check_day
 from partnerflow.core.errors import NotFound
 from partnerflow.core.ids import ConversionId, OfferId, PartnerId, ProgramId
 from partnerflow.messaging.audiences import parse_segment
@@ -383,14 +383,14 @@ def admin_router(ctx: ApiContext) -> APIRouter:
         program = program_of(key, program_id)
         for day, name in ((date_from, "date_from"), (date_to, "date_to")):
             if day is not None:  # before the default date_from, 29 days before, overflows
-                check_report_day(day, name)
+                check_day(day, name)
         last = date_to or local_date(svc.clock.now(), program.timezone)  # its "today"
         first = date_from or last - timedelta(days=29)
         if first > last:
             raise ApiError(422, "invalid_input", "date_from is after date_to", "date_from")
         if (last - first).days > 366:
             raise ApiError(422, "invalid_input", "at most 367 days per report", "date_from")
-        if first.year < 2000 or last.year > 2200:
+        if not FIRST_DAY <= first <= last <= LAST_DAY:  # the default first day too
             raise ApiError(422, "invalid_input", "dates must be in 2000-2200", "date_from")
         dimension = Dimension(group_by)
         query = ReportQuery(program.id, program.currency, program.timezone, dimension, first, last)

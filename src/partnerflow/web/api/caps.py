@@ -28,6 +28,7 @@ from partnerflow.caps.services import (
     target_progress,
 )
 from partnerflow.caps.spend import BudgetPolicy, parse_target_roas, suggest
+from partnerflow.core.clock import check_day
 from partnerflow.core.errors import InvalidInput
 from partnerflow.core.ids import PartnerId, ProgramId
 from partnerflow.programs.model import Program
@@ -253,8 +254,8 @@ def caps_router(ctx: ApiContext) -> APIRouter:
     # --- ad spend ------------------------------------------------------------------------------
     def period(program: Program, first: date | None, last: date | None) -> tuple[date, date]:
         for day in (first, last):
-            if day is not None and not 2000 <= day.year <= 2200:
-                raise InvalidInput("dates must be in 2000-2200", field="date_from")
+            if day is not None:
+                check_day(day, "date_from")
         end = last or local_date(svc.clock.now(), program.timezone)
         start = first or end - timedelta(days=29)
         if start > end:

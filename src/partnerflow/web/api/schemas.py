@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from partnerflow.core.clock import FIRST_DAY, LAST_DAY
 from partnerflow.core.text import describe_character, unsafe_display_character
 
 T = TypeVar("T")
@@ -448,7 +449,7 @@ class UnsubscribedOut(Out):
 
 # --- commission plans and conversion explanations ------------------------------------------
 
-Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2200, 12, 31))]
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 Decimal32 = Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9.+\-eE]+$")]
 Plan = Annotated[

@@ -23,12 +23,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from partnerflow.analytics.reports import (
-    check_report_day,
     report_from_measures,
     spreadsheet_text,
 )
 from partnerflow.attribution.services import explain_conversion
 from partnerflow.bootstrap import Services
+from partnerflow.core.clock import check_day
 from partnerflow.core.errors import InvalidInput, NotFound, PartnerflowError
 from partnerflow.core.ids import PartnerId
 from partnerflow.fraud.ports import ReviewFilter
@@ -358,7 +358,7 @@ def _day(value: str | None, default: date) -> date:
         day = date.fromisoformat((value or "").strip()) if value else default
     except ValueError:
         raise InvalidInput("dates are YYYY-MM-DD", field="from") from None
-    return check_report_day(day, "from")
+    return check_day(day, "from")
 
 
 REPORT_DIMENSIONS = (
